@@ -27,7 +27,8 @@ struct json_t;
 typedef int (*cm_httpd_handler_fn)(void *data, h2o_req_t *req);
 
 /* Creates a server on loop. listen is "host:port" or ":port" (all interfaces). Request bodies larger
- * than max_body bytes are refused by h2o with 413 before a handler sees them. */
+ * than max_body bytes are refused with 413 before a handler sees them (a JSON error, or h2o's own
+ * plain-text one past twice the limit, without reading the body). */
 int cm_httpd_new(h2o_loop_t *loop, const char *listen, size_t max_body, cm_httpd_t **out);
 /* Registers a handler for every path starting with prefix (longest prefix wins). Before start only. */
 void cm_httpd_route(cm_httpd_t *httpd, const char *prefix, cm_httpd_handler_fn fn, void *data);
@@ -35,7 +36,8 @@ void cm_httpd_route(cm_httpd_t *httpd, const char *prefix, cm_httpd_handler_fn f
 int cm_httpd_start(cm_httpd_t *httpd);
 /* Stops accepting new connections; connections already open are served to the end. */
 void cm_httpd_stop(cm_httpd_t *httpd);
-/* Frees the server. Accepts NULL. Call after the loop has stopped running. */
+/* Frees a server that was never started. A started one lives until the process exits (h2o 2.2.5 can't
+ * dispose of a context whose connections are still open). Accepts NULL. */
 void cm_httpd_free(cm_httpd_t *httpd);
 /* Number of requests that have started and not yet been disposed (for graceful shutdown). */
 size_t cm_httpd_inflight(const cm_httpd_t *httpd);

@@ -1,0 +1,327 @@
+/*
+ * h2o (libuv) server wrapper; see common/httpd.h.
+ *
+ * Design: h2o gets a single handler at "/", and this file dispatches by prefix itself. h2o's own
+ * path matching would not see "//v1/..." (a webServiceURL with a trailing slash, spec pitfall 11) as
+ * "/v1/...", so the prefix is compared against the path with runs of '/' collapsed.
+ */
+#include "common/httpd.h"
+#include "common/log.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ROUTES 16
+
+struct route {
+    const char *prefix;
+    size_t prefix_len;
+    cm_httpd_handler_fn fn;
+    void *data;
+};
+
+struct dispatch_handler {
+    h2o_handler_t super;
+    cm_httpd_t *httpd;
+};
+
+struct cm_httpd {
+    h2o_loop_t *loop;
+    char *listen;
+    h2o_globalconf_t config;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    uv_tcp_t listener;
+    int listening, context_ready;
+    struct route routes[MAX_ROUTES];
+    size_t route_count;
+    size_t inflight;
+    size_t max_body;
+};
+
+struct cm_req_guard {
+    h2o_req_t *req;
+    int refs; /* one for the pool slot, one for the owner of the asynchronous operation */
+};
+
+/* Copies the path (without the query) collapsing runs of '/' into one. */
+static size_t collapse_path(const h2o_req_t *req, char *out, size_t size)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < req->path.len && req->path.base[i] != '?' && n + 1 < size; i++) {
+        char c = req->path.base[i];
+        if (c == '/' && n > 0 && out[n - 1] == '/')
+            continue;
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+static void on_inflight_dispose(void *p)
+{
+    cm_httpd_t **slot = p;
+    (*slot)->inflight--;
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    cm_httpd_t *httpd = ((struct dispatch_handler *)self)->httpd;
+    char path[1024];
+    size_t len = collapse_path(req, path, sizeof(path));
+    const struct route *best = NULL;
+    for (size_t i = 0; i < httpd->route_count; i++) {
+        const struct route *r = &httpd->routes[i];
+        if (len < r->prefix_len || memcmp(path, r->prefix, r->prefix_len) != 0)
+            continue;
+        if (len > r->prefix_len && path[r->prefix_len] != '/' && r->prefix[r->prefix_len - 1] != '/')
+            continue;
+        if (best == NULL || r->prefix_len > best->prefix_len)
+            best = r;
+    }
+    if (best == NULL)
+        return -1;
+    if (req->entity.len > httpd->max_body) {
+        cm_httpd_send_error(req, 413, "the request body is larger than %zu bytes", httpd->max_body);
+        return 0;
+    }
+    cm_httpd_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_inflight_dispose);
+    *slot = httpd;
+    httpd->inflight++;
+    return best->fn(best->data, req);
+}
+
+int cm_httpd_new(h2o_loop_t *loop, const char *listen, size_t max_body, cm_httpd_t **out)
+{
+    cm_httpd_t *httpd = calloc(1, sizeof(*httpd));
+    if (httpd == NULL)
+        abort();
+    httpd->loop = loop;
+    httpd->listen = strdup(listen);
+    h2o_config_init(&httpd->config);
+    /* h2o refuses (plain-text 413, before reading) bodies over twice the limit; between the limit and
+     * that, the dispatcher answers a JSON 413, so ordinary oversize uploads get a readable error. */
+    httpd->max_body = max_body;
+    httpd->config.max_request_entity_size = max_body * 2;
+    httpd->config.server_name = h2o_iovec_init(H2O_STRLIT("passkit"));
+    h2o_hostconf_t *host = h2o_config_register_host(&httpd->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
+    struct dispatch_handler *h = (void *)h2o_create_handler(pathconf, sizeof(*h));
+    h->super.on_req = on_req;
+    h->httpd = httpd;
+    *out = httpd;
+    return 0;
+}
+
+void cm_httpd_route(cm_httpd_t *httpd, const char *prefix, cm_httpd_handler_fn fn, void *data)
+{
+    if (httpd->route_count == MAX_ROUTES)
+        abort();
+    struct route *r = &httpd->routes[httpd->route_count++];
+    r->prefix = prefix;
+    r->prefix_len = strlen(prefix);
+    r->fn = fn;
+    r->data = data;
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    cm_httpd_t *httpd = listener->data;
+    if (status != 0)
+        return;
+    uv_tcp_t *conn = malloc(sizeof(*conn));
+    if (conn == NULL)
+        abort();
+    uv_tcp_init(listener->loop, conn);
+    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
+        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+        return;
+    }
+    uv_tcp_nodelay(conn, 1);
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
+    h2o_accept(&httpd->accept_ctx, sock);
+}
+
+static int parse_listen(const char *listen, struct sockaddr_storage *ss)
+{
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    if (colon == NULL || (size_t)(colon - listen) >= sizeof(host))
+        return -1;
+    memcpy(host, listen, colon - listen);
+    host[colon - listen] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || port < 0 || port > 65535)
+        return -1;
+    const char *h = host;
+    if (h[0] == '\0')
+        h = "0.0.0.0";
+    if (h[0] == '[') { /* [::1]:8080 */
+        size_t hl = strlen(host);
+        if (host[hl - 1] != ']')
+            return -1;
+        host[hl - 1] = '\0';
+        return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)ss) == 0 ? 0 : -1;
+    }
+    return uv_ip4_addr(h, (int)port, (struct sockaddr_in *)ss) == 0 ? 0 : -1;
+}
+
+int cm_httpd_start(cm_httpd_t *httpd)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (parse_listen(httpd->listen, &ss) != 0) {
+        CM_LOG(CM_LOG_ERROR, "event=listen_failed address=\"%s\" reason=\"not host:port\"", httpd->listen);
+        return -1;
+    }
+    h2o_context_init(&httpd->ctx, httpd->loop, &httpd->config);
+    httpd->context_ready = 1;
+    httpd->accept_ctx.ctx = &httpd->ctx;
+    httpd->accept_ctx.hosts = httpd->config.hosts;
+    uv_tcp_init(httpd->loop, &httpd->listener);
+    httpd->listener.data = httpd;
+    httpd->listening = 1;
+    int r = uv_tcp_bind(&httpd->listener, (struct sockaddr *)&ss, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&httpd->listener, 1024, on_accept);
+    if (r != 0) {
+        CM_LOG(CM_LOG_ERROR, "event=listen_failed address=\"%s\" reason=\"%s\"", httpd->listen, uv_strerror(r));
+        cm_httpd_stop(httpd);
+        return -1;
+    }
+    CM_LOG(CM_LOG_INFO, "event=listening address=\"%s\"", httpd->listen);
+    return 0;
+}
+
+void cm_httpd_stop(cm_httpd_t *httpd)
+{
+    if (!httpd->listening)
+        return;
+    httpd->listening = 0;
+    uv_close((uv_handle_t *)&httpd->listener, NULL);
+    h2o_context_request_shutdown(&httpd->ctx);
+}
+
+size_t cm_httpd_inflight(const cm_httpd_t *httpd)
+{
+    return httpd->inflight;
+}
+
+void cm_httpd_free(cm_httpd_t *httpd)
+{
+    if (httpd == NULL)
+        return;
+    /* h2o 2.2.5 cannot close the connections still attached to a context, and disposing of a context
+     * with live connections aborts; so the context is only disposed of when it was never started. A
+     * started server lives until the process exits (its memory stays reachable, not leaked). */
+    if (httpd->context_ready)
+        return;
+    h2o_config_dispose(&httpd->config);
+    free(httpd->listen);
+    free(httpd);
+}
+
+h2o_iovec_t cm_httpd_header(h2o_req_t *req, const char *lower_case_name)
+{
+    size_t nlen = strlen(lower_case_name);
+    for (size_t i = 0; i < req->headers.size; i++) {
+        h2o_header_t *h = &req->headers.entries[i];
+        if (h->name->len == nlen && h2o_lcstris(h->name->base, h->name->len, lower_case_name, nlen))
+            return h->value;
+    }
+    return h2o_iovec_init(NULL, 0);
+}
+
+void cm_httpd_add_header(h2o_req_t *req, const char *name, const char *value)
+{
+    size_t nlen = strlen(name);
+    char *n = h2o_mem_alloc_pool(&req->pool, nlen);
+    memcpy(n, name, nlen);
+    h2o_iovec_t v = h2o_strdup(&req->pool, value, SIZE_MAX);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, n, nlen, 1, NULL, v.base, v.len);
+}
+
+void cm_httpd_send_bytes(h2o_req_t *req, int status, const char *content_type, const void *body, size_t len)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    req->res.status = status;
+    req->res.reason = "";
+    if (content_type != NULL)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                       strlen(content_type));
+    req->res.content_length = len;
+    h2o_start_response(req, &generator);
+    if (h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("HEAD"))) {
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+        return;
+    }
+    h2o_iovec_t buf = h2o_strdup(&req->pool, body, len);
+    h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+}
+
+void cm_httpd_send_empty(h2o_req_t *req, int status)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    req->res.status = status;
+    req->res.reason = "";
+    if (status != 204 && status != 304)
+        req->res.content_length = 0;
+    h2o_start_response(req, &generator);
+    h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+}
+
+void cm_httpd_send_json(h2o_req_t *req, int status, const json_t *json)
+{
+    char *body = json_dumps(json, JSON_COMPACT);
+    if (body == NULL)
+        abort();
+    cm_httpd_send_bytes(req, status, "application/json", body, strlen(body));
+    free(body);
+}
+
+void cm_httpd_send_error(h2o_req_t *req, int status, const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    json_t *obj = json_pack("{s:s}", "error", message);
+    cm_httpd_send_json(req, status, obj);
+    json_decref(obj);
+}
+
+static void on_guard_dispose(void *p)
+{
+    cm_req_guard_t *g = *(cm_req_guard_t **)p;
+    g->req = NULL;
+    if (--g->refs == 0)
+        free(g);
+}
+
+cm_req_guard_t *cm_req_guard_new(h2o_req_t *req)
+{
+    cm_req_guard_t *g = malloc(sizeof(*g));
+    if (g == NULL)
+        abort();
+    g->req = req;
+    g->refs = 2;
+    cm_req_guard_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_guard_dispose);
+    *slot = g;
+    return g;
+}
+
+h2o_req_t *cm_req_guard_get(const cm_req_guard_t *guard)
+{
+    return guard->req;
+}
+
+void cm_req_guard_release(cm_req_guard_t *guard)
+{
+    if (guard != NULL && --guard->refs == 0)
+        free(guard);
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Stops what scripts/dev-up.sh started (SIGTERM, then waits for each process to exit).
+cd "$(dirname "$0")/.."
+for name in pusher api signer apns redis; do
+  pidfile=.run/$name.pid
+  [ -f "$pidfile" ] || continue
+  pid=$(cat "$pidfile")
+  if kill "$pid" 2>/dev/null; then
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$pidfile"
+done

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds with warnings as errors, runs every unit and
+# integration test (ctest), then builds again with AddressSanitizer + UndefinedBehaviorSanitizer and runs
+# the whole suite once more. Integration tests start their own redis-server, APNs stand-in and services
+# on free loopback ports. Exit status 0 only when both runs pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+./scripts/build.sh build
+(cd build && ctest --output-on-failure -j2)
+./scripts/build.sh build-asan -DPASSKIT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+(cd build-asan && ctest --output-on-failure -j2)

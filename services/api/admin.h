@@ -1,0 +1,14 @@
+/*
+ * Admin handlers, called by routes_admin.c after the bearer token and the path were checked. Each takes
+ * ownership of op (identifiers already set) and answers the request.
+ */
+#ifndef API_ADMIN_H
+#define API_ADMIN_H
+
+#include "request.h"
+
+void api_admin_put_template(api_op_t *op, h2o_req_t *req);
+void api_admin_write_pass(api_op_t *op, h2o_req_t *req);
+void api_admin_get_pass(api_op_t *op, h2o_req_t *req);
+
+#endif

@@ -1,0 +1,161 @@
+/*
+ * hiredis async on libuv with automatic reconnection; see redis_async.h.
+ * A disconnect schedules a reconnect after RECONNECT_MS; AUTH and SELECT are queued first on every
+ * new connection, so commands sent afterwards run authenticated and in the right database.
+ */
+#include "redis_async.h"
+#include "common/log.h"
+#include "common/redis_url.h"
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define RECONNECT_MS 500
+
+struct api_redis {
+    uv_loop_t *loop;
+    cm_redis_url_t url;
+    redisAsyncContext *ac;
+    int connected;
+    int closing;
+    uv_timer_t reconnect_timer;
+};
+
+struct pending {
+    api_redis_cb cb;
+    void *data;
+};
+
+static void connect_now(api_redis_t *r);
+
+static void on_reconnect_timer(uv_timer_t *timer)
+{
+    connect_now(timer->data);
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct pending *p = privdata;
+    p->cb(reply, p->data);
+    free(p);
+}
+
+static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply *rep = reply;
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
+        CM_LOG(CM_LOG_ERROR, "event=redis_setup_failed command=%s reason=\"%s\"", (const char *)privdata, rep->str);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    api_redis_t *r = ac->data;
+    if (status != REDIS_OK) {
+        CM_LOG(CM_LOG_WARN, "event=redis_connect_failed host=%s port=%d reason=\"%s\"", r->url.host, r->url.port,
+               ac->errstr);
+        r->ac = NULL; /* hiredis frees the context after this callback */
+        if (!r->closing)
+            uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
+        return;
+    }
+    r->connected = 1;
+    CM_LOG(CM_LOG_INFO, "event=redis_connected host=%s port=%d", r->url.host, r->url.port);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    api_redis_t *r = ac->data;
+    r->ac = NULL;
+    r->connected = 0;
+    if (r->closing)
+        return;
+    CM_LOG(CM_LOG_WARN, "event=redis_disconnected reason=\"%s\"", status == REDIS_OK ? "closed" : ac->errstr);
+    uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
+}
+
+static void connect_now(api_redis_t *r)
+{
+    redisAsyncContext *ac = redisAsyncConnect(r->url.host, r->url.port);
+    if (ac == NULL)
+        abort();
+    if (ac->err) {
+        CM_LOG(CM_LOG_WARN, "event=redis_connect_failed reason=\"%s\"", ac->errstr);
+        redisAsyncFree(ac);
+        uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
+        return;
+    }
+    ac->data = r;
+    redisLibuvAttach(ac, r->loop);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    r->ac = ac;
+    if (r->url.password[0] != '\0') {
+        if (r->url.user[0] != '\0')
+            redisAsyncCommand(ac, on_setup_reply, "AUTH", "AUTH %s %s", r->url.user, r->url.password);
+        else
+            redisAsyncCommand(ac, on_setup_reply, "AUTH", "AUTH %s", r->url.password);
+    }
+    if (r->url.db != 0)
+        redisAsyncCommand(ac, on_setup_reply, "SELECT", "SELECT %d", r->url.db);
+}
+
+int api_redis_new(uv_loop_t *loop, const char *url, api_redis_t **out)
+{
+    char err[256];
+    api_redis_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        abort();
+    if (cm_redis_url_parse(url, &r->url, err, sizeof(err)) != 0) {
+        CM_LOG(CM_LOG_ERROR, "event=config_invalid var=REDIS_URL reason=\"%s\"", err);
+        free(r);
+        return -1;
+    }
+    r->loop = loop;
+    uv_timer_init(loop, &r->reconnect_timer);
+    r->reconnect_timer.data = r;
+    connect_now(r);
+    *out = r;
+    return 0;
+}
+
+int api_redis_command(api_redis_t *r, api_redis_cb cb, void *data, int argc, const char **argv,
+                      const size_t *argvlen)
+{
+    if (r->ac == NULL || r->closing)
+        return -1;
+    struct pending *p = malloc(sizeof(*p));
+    if (p == NULL)
+        abort();
+    p->cb = cb;
+    p->data = data;
+    if (redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK) {
+        free(p);
+        return -1;
+    }
+    return 0;
+}
+
+int api_redis_is_connected(const api_redis_t *r)
+{
+    return r->connected;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void api_redis_free(api_redis_t *r)
+{
+    if (r == NULL)
+        return;
+    r->closing = 1;
+    uv_timer_stop(&r->reconnect_timer);
+    if (r->ac != NULL)
+        redisAsyncFree(r->ac); /* pending callbacks run with NULL replies */
+    r->ac = NULL;
+    uv_close((uv_handle_t *)&r->reconnect_timer, on_timer_closed);
+}

@@ -1,0 +1,192 @@
+/* Uploaded pass models, read with libzip from memory; see template_zip.h. */
+#include "template_zip.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zip.h>
+
+static json_t *error_new(const char *file, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static json_t *error_new(const char *file, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *e = json_pack("{s:s}", "error", msg);
+    if (file != NULL)
+        json_object_set_new(e, "file", json_string(file));
+    return e;
+}
+
+static int is_ignored(const char *name)
+{
+    size_t n = strlen(name);
+    const char *base = strrchr(name, '/');
+    base = base != NULL ? base + 1 : name;
+    return n == 0 || name[n - 1] == '/' || strncmp(name, "__MACOSX/", 9) == 0 || strcmp(base, ".DS_Store") == 0;
+}
+
+static int is_safe_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > API_TEMPLATE_NAME_MAX || name[0] == '/' || strstr(name, "..") != NULL)
+        return 0;
+    int slashes = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c < 0x20 || c == 0x7f || c == '\\' || c == ':')
+            return 0;
+        slashes += c == '/';
+    }
+    return slashes <= 1;
+}
+
+/* The folder every entry shares ("Event.pass/"), or 0 when pass.json is at the root or entries differ. */
+static size_t common_folder(zip_t *za, zip_int64_t entries)
+{
+    const char *first = NULL;
+    size_t plen = 0;
+    for (zip_int64_t i = 0; i < entries; i++) {
+        const char *name = zip_get_name(za, (zip_uint64_t)i, ZIP_FL_ENC_GUESS);
+        if (name == NULL || strncmp(name, "__MACOSX/", 9) == 0)
+            continue;
+        if (strcmp(name, "pass.json") == 0)
+            return 0;
+        if (first == NULL) {
+            const char *slash = strchr(name, '/');
+            if (slash == NULL)
+                return 0;
+            first = name;
+            plen = (size_t)(slash - name) + 1;
+        } else if (strncmp(name, first, plen) != 0) {
+            return 0;
+        }
+    }
+    return first != NULL ? plen : 0;
+}
+
+static const api_template_file_t *find(const api_template_t *t, const char *name)
+{
+    for (size_t i = 0; i < t->count; i++)
+        if (strcmp(t->files[i].name, name) == 0)
+            return &t->files[i];
+    return NULL;
+}
+
+int api_template_from_zip(const void *zip, size_t len, api_template_t *out, json_t **error)
+{
+    zip_error_t zerr;
+    zip_t *za = NULL;
+    zip_file_t *zf = NULL;
+    json_t *err = NULL;
+    size_t total = 0;
+    memset(out, 0, sizeof(*out));
+    zip_error_init(&zerr);
+    zip_source_t *src = zip_source_buffer_create(zip, len, 0, &zerr);
+    if (src == NULL || (za = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &zerr)) == NULL) {
+        err = error_new(NULL, "the body is not a zip archive of a pass model (%s)", zip_error_strerror(&zerr));
+        zip_source_free(src);
+        goto out;
+    }
+    zip_int64_t entries = zip_get_num_entries(za, 0);
+    size_t strip = common_folder(za, entries);
+    for (zip_int64_t i = 0; i < entries; i++) {
+        zip_stat_t st;
+        if (zip_stat_index(za, (zip_uint64_t)i, ZIP_FL_ENC_GUESS, &st) != 0 || !(st.valid & ZIP_STAT_NAME) ||
+            !(st.valid & ZIP_STAT_SIZE)) {
+            err = error_new(NULL, "zip entry %lld cannot be read", (long long)i);
+            goto out;
+        }
+        if (is_ignored(st.name))
+            continue;
+        const char *name = st.name + (strlen(st.name) > strip ? strip : 0);
+        if (strcmp(name, "manifest.json") == 0 || strcmp(name, "signature") == 0)
+            continue;
+        if (!is_safe_name(name)) {
+            err = error_new(st.name, "file name \"%s\" is not allowed (relative, no \"..\", at most one folder)",
+                            st.name);
+            goto out;
+        }
+        if (find(out, name) != NULL) {
+            err = error_new(name, "file \"%s\" appears twice", name);
+            goto out;
+        }
+        if (out->count == API_TEMPLATE_MAX_FILES) {
+            err = error_new(NULL, "a pass model has at most %d files", API_TEMPLATE_MAX_FILES);
+            goto out;
+        }
+        if (st.size > API_TEMPLATE_MAX_BYTES - total) {
+            err = error_new(name, "the pass model is larger than %u bytes once decompressed", API_TEMPLATE_MAX_BYTES);
+            goto out;
+        }
+        api_template_file_t *f = &out->files[out->count];
+        f->data = malloc(st.size + 1);
+        f->name = strdup(name);
+        if (f->data == NULL || f->name == NULL)
+            abort();
+        out->count++;
+        zf = zip_fopen_index(za, (zip_uint64_t)i, 0);
+        zip_int64_t got = zf != NULL ? zip_fread(zf, f->data, st.size) : -1;
+        char extra;
+        if (got < 0 || (zip_uint64_t)got != st.size || zip_fread(zf, &extra, 1) != 0) {
+            err = error_new(name, "file \"%s\" is damaged in the zip archive", name);
+            goto out;
+        }
+        zip_fclose(zf);
+        zf = NULL;
+        f->len = st.size;
+        f->data[f->len] = '\0';
+        total += st.size;
+    }
+    const api_template_file_t *pass = find(out, "pass.json");
+    if (pass == NULL) {
+        err = error_new("pass.json", "the pass model has no pass.json");
+        goto out;
+    }
+    json_error_t jerr;
+    json_t *doc = json_loadb(pass->data, pass->len, 0, &jerr);
+    if (doc == NULL) {
+        /* jansson reports a trailing comma as a missing string before the closing bracket. */
+        int trailing_comma = strstr(jerr.text, "expected near '}'") != NULL || strstr(jerr.text, "expected near ']'");
+        err = error_new("pass.json", "pass.json is not valid JSON: %s at line %d, column %d%s", jerr.text, jerr.line,
+                        jerr.column, trailing_comma ? " (is there a trailing comma before it?)" : "");
+        json_object_set_new(err, "line", json_integer(jerr.line));
+        json_object_set_new(err, "column", json_integer(jerr.column));
+        goto out;
+    }
+    int is_object = json_is_object(doc);
+    json_decref(doc);
+    if (!is_object) {
+        err = error_new("pass.json", "pass.json must be a JSON object");
+        goto out;
+    }
+    if (find(out, "icon.png") == NULL) {
+        err = error_new("icon.png", "the pass model has no icon.png (Wallet refuses a pass without one)");
+        goto out;
+    }
+out:
+    if (zf != NULL)
+        zip_fclose(zf);
+    if (za != NULL)
+        zip_discard(za);
+    zip_error_fini(&zerr);
+    if (err != NULL) {
+        api_template_dispose(out);
+        *error = err;
+        return -1;
+    }
+    return 0;
+}
+
+void api_template_dispose(api_template_t *t)
+{
+    for (size_t i = 0; i < t->count; i++) {
+        free(t->files[i].name);
+        free(t->files[i].data);
+    }
+    t->count = 0;
+}

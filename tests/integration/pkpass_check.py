@@ -1,0 +1,51 @@
+"""Checks a .pkpass with tools we did not write: Python's zipfile for the archive, hashlib for the
+manifest, and `openssl cms -verify` for the signature."""
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tempfile
+import zipfile
+
+
+def open_bundle(data):
+    """Returns {name: bytes} of the archive's entries."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        assert z.testzip() is None
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def check_manifest(files):
+    """The manifest lists the SHA-1 of every file but itself and the signature; returns it."""
+    manifest = json.loads(files["manifest.json"])
+    expected = {n: hashlib.sha1(b).hexdigest() for n, b in files.items() if n not in ("manifest.json", "signature")}
+    assert manifest == expected, (manifest, expected)
+    return manifest
+
+
+def verify_signature(files, ca_file):
+    """openssl cms -verify of the detached signature over manifest.json against ca_file; returns the
+    printed CMS structure (for checking signingTime and the embedded certificates)."""
+    with tempfile.TemporaryDirectory() as d:
+        for n in ("manifest.json", "signature"):
+            with open(os.path.join(d, n), "wb") as f:
+                f.write(files[n])
+        v = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in",
+                            os.path.join(d, "signature"), "-content", os.path.join(d, "manifest.json"),
+                            "-CAfile", ca_file, "-purpose", "any", "-out", os.devnull],
+                           capture_output=True, text=True)
+        assert v.returncode == 0 and "Verification successful" in v.stderr, v.stderr
+        p = subprocess.run(["openssl", "cms", "-cmsout", "-print", "-inform", "DER", "-in",
+                            os.path.join(d, "signature")], capture_output=True, text=True, check=True)
+        return p.stdout
+
+
+def check_bundle(data, ca_file, wwdr_subject_fragment=None):
+    files = open_bundle(data)
+    check_manifest(files)
+    printed = verify_signature(files, ca_file)
+    assert "signingTime" in printed, "no signingTime attribute"
+    if wwdr_subject_fragment:
+        assert wwdr_subject_fragment in printed, "WWDR intermediate not embedded"
+    return files, json.loads(files["pass.json"])

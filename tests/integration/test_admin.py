@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""The admin API: templates, passes, merge patches, the bundle download, and every bad input getting
+a clear JSON error with nothing stored."""
+import json
+import os
+
+from harness import (ADMIN_TOKEN, PASS_TYPE, PNG_1X1, StackTestCase, make_zip, request, run, sample_template)
+from pkpass_check import check_bundle
+
+
+class AdminTest(StackTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        assert cls.stack.admin("PUT", "/templates/tpl", make_zip(sample_template())).status == 201
+
+    def keys(self, pattern):
+        out = self.stack.redis_cli("KEYS", pattern)
+        return sorted(out.split("\n")) if out else []
+
+    def assert_error(self, r, status, fragment):
+        self.assertEqual(r.status, status, r.body)
+        self.assertEqual(r.header("content-type"), "application/json")
+        self.assertIn(fragment, r.json()["error"])
+
+    # -- auth ---------------------------------------------------------------------------------------
+    def test_admin_requires_the_bearer_token(self):
+        port = self.stack.api_port
+        for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "ApplePass " + ADMIN_TOKEN}]:
+            r = request(port, "GET", "/admin/v1/passes/%s/x" % PASS_TYPE, headers=headers)
+            self.assert_error(r, 401, "ADMIN_TOKEN")
+        r = request(port, "PUT", "/admin/v1/templates/evil", make_zip(sample_template()), {"Authorization": "Bearer x"})
+        self.assertEqual(r.status, 401)
+        self.assertEqual(self.keys("pk:tpl:evil"), [])
+
+    # -- templates ----------------------------------------------------------------------------------
+    def test_template_created_then_replaced(self):
+        r = self.put_template("t-replace", sample_template())
+        self.assertEqual(r.status, 201, r.body)
+        rev1 = r.json()["revision"]
+        r = self.put_template("t-replace", dict(sample_template(), **{"strip.png": PNG_1X1}))
+        self.assertEqual(r.status, 200)
+        self.assertGreater(r.json()["revision"], rev1)
+        self.assertIn("strip.png", r.json()["files"])
+
+    def test_template_in_a_folder_and_junk_dropped(self):
+        files = dict(sample_template(), **{".DS_Store": b"junk", "manifest.json": b"{}", "signature": b"x"})
+        r = self.put_template("t-folder", files, folder="Event.pass")
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(sorted(r.json()["files"]), ["en.lproj/pass.strings", "icon.png", "logo.png", "pass.json"])
+
+    def test_template_errors_store_nothing(self):
+        cases = [
+            (b"this is not a zip", "not a zip archive", None),
+            (make_zip({"icon.png": PNG_1X1}), "no pass.json", "pass.json"),
+            (make_zip({"pass.json": "{}", "logo.png": PNG_1X1}), "no icon.png", "icon.png"),
+            (make_zip({"pass.json": "[1]", "icon.png": PNG_1X1}), "must be a JSON object", "pass.json"),
+            (make_zip({"pass.json": "{}", "icon.png": PNG_1X1, "../evil.png": PNG_1X1}), "not allowed", "../evil.png"),
+            (make_zip({"pass.json": "{}", "icon.png": PNG_1X1, "a/b/c.png": PNG_1X1}), "not allowed", "a/b/c.png"),
+        ]
+        for body, fragment, file in cases:
+            r = self.stack.admin("PUT", "/templates/t-bad", body)
+            self.assert_error(r, 400, fragment)
+            if file:
+                self.assertEqual(r.json()["file"], file)
+        self.assertEqual(self.keys("pk:tpl:t-bad"), [])
+
+    def test_trailing_comma_is_refused_with_line_and_column(self):
+        text = '{\n  "formatVersion" : 1,\n  "description" : "x",\n}\n'
+        r = self.put_template("t-comma", {"pass.json": text, "icon.png": PNG_1X1})
+        self.assert_error(r, 400, "pass.json is not valid JSON")
+        self.assertEqual(r.json()["file"], "pass.json")
+        self.assertEqual((r.json()["line"], r.json()["column"]), (4, 1))
+        self.assertIn("line 4, column 1", r.json()["error"])
+        self.assertEqual(self.keys("pk:tpl:t-comma"), [])
+
+    def test_oversized_body_is_413(self):
+        big = os.urandom(2 * 1024 * 1024 + 10)
+        r = self.stack.admin("PUT", "/templates/t-big", make_zip({"pass.json": "{}", "icon.png": big}))
+        self.assertEqual(r.status, 413)
+        self.assertEqual(self.keys("pk:tpl:t-big"), [])
+
+    def test_zip_bomb_is_refused(self):
+        r = self.put_template("t-bomb", {"pass.json": "{}", "icon.png": PNG_1X1, "big.png": b"\0" * (40 << 20)})
+        self.assert_error(r, 400, "larger than")
+        self.assertEqual(self.keys("pk:tpl:t-bomb"), [])
+
+    # -- passes -------------------------------------------------------------------------------------
+    def test_put_created_replaced_and_get(self):
+        r = self.put_pass("p-1", pass_fields={"logoText": "One", "authenticationToken": "abcdefghijklmnop1234"})
+        self.assertEqual(r.status, 201, r.body)
+        body = r.json()
+        self.assertEqual(body["authenticationToken"], "abcdefghijklmnop1234")
+        self.assertEqual(body["serialNumber"], "p-1")
+        self.assertRegex(body["lastUpdated"], r"^[0-9]+$")
+        r = self.put_pass("p-1", pass_fields={"logoText": "Two"})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["authenticationToken"], "abcdefghijklmnop1234")
+        self.assertGreater(int(r.json()["lastUpdated"]), int(body["lastUpdated"]))
+        r = self.stack.admin("GET", "/passes/%s/p-1" % PASS_TYPE)
+        self.assertEqual(r.status, 200)
+        state = r.json()
+        self.assertEqual(state["pass"], {"logoText": "Two"})
+        self.assertEqual(state["passJson"]["logoText"], "Two")
+        self.assertEqual(state["passJson"]["organizationName"], "Example Venue")
+        self.assertEqual(state["registeredDevices"], 0)
+        self.assertEqual(state["templateId"], "tpl")
+        self.assertEqual(self.stack.admin("GET", "/passes/%s/nope" % PASS_TYPE).status, 404)
+
+    def test_patch_is_a_merge_patch(self):
+        self.put_pass("p-patch", pass_fields={"logoText": "A", "foregroundColor": "rgb(1, 2, 3)"})
+        r = self.stack.admin("PATCH", "/passes/%s/p-patch" % PASS_TYPE, {"pass": {"logoText": None, "labelColor": "rgb(9, 9, 9)"}})
+        self.assertEqual(r.status, 200, r.body)
+        state = self.stack.admin("GET", "/passes/%s/p-patch" % PASS_TYPE).json()
+        self.assertEqual(state["pass"], {"foregroundColor": "rgb(1, 2, 3)", "labelColor": "rgb(9, 9, 9)"})
+        # a bare patch of the pass itself
+        r = self.stack.admin("PATCH", "/passes/%s/p-patch" % PASS_TYPE, {"foregroundColor": "rgb(4, 5, 6)"})
+        self.assertEqual(r.status, 200, r.body)
+        state = self.stack.admin("GET", "/passes/%s/p-patch" % PASS_TYPE).json()
+        self.assertEqual(state["pass"]["foregroundColor"], "rgb(4, 5, 6)")
+        self.assertEqual(self.stack.admin("PATCH", "/passes/%s/unknown" % PASS_TYPE, {"pass": {}}).status, 404)
+        self.assertEqual(self.keys("pk:pass:%s:unknown" % PASS_TYPE), [])
+
+    def test_every_change_is_one_event(self):
+        before = int(self.stack.redis_cli("XLEN", "pk:events"))
+        self.put_pass("p-events")
+        self.put_pass("p-events", pass_fields={"logoText": "x"})
+        self.stack.admin("PATCH", "/passes/%s/p-events" % PASS_TYPE, {"logoText": "y"})
+        entries = self.stack.redis_cli("XRANGE", "pk:events", "-", "+").split("\n")
+        self.assertEqual(int(self.stack.redis_cli("XLEN", "pk:events")), before + 3)
+        self.assertIn("pass.created", entries)
+        self.assertEqual(entries.count("p-events"), 3)
+
+    def test_pass_errors_store_nothing(self):
+        path = "/passes/%s/p-bad" % PASS_TYPE
+        cases = [
+            ("{not json", 400, "not valid JSON"),
+            ("[]", 400, "must be a JSON object"),
+            ({"pass": {}}, 400, "templateId"),
+            ({"templateId": "tpl", "pass": []}, 400, "pass must be a JSON object"),
+            ({"templateId": "tpl", "pass": {}, "extra": 1}, 400, "unknown field"),
+            ({"templateId": "tpl", "pass": {"authenticationToken": "short"}}, 400, "at least 16"),
+            ({"templateId": "tpl", "pass": {"authenticationToken": 1234567890123456789}}, 400, "authenticationToken"),
+            ({"templateId": "tpl", "pass": {"serialNumber": "other"}}, 400, "serialNumber"),
+            ({"templateId": "no-such-template", "pass": {}}, 422, "does not exist"),
+        ]
+        for body, status, fragment in cases:
+            r = self.stack.admin("PUT", path, body)
+            self.assert_error(r, status, fragment)
+        r = self.stack.admin("PUT", "/passes/pass.com.example.nocert/p-bad", {"templateId": "tpl", "pass": {}})
+        self.assert_error(r, 422, "no certificate for pass type pass.com.example.nocert")
+        r = self.stack.admin("PUT", "/passes/not-a-pass-type/p-bad", {"templateId": "tpl", "pass": {}})
+        self.assert_error(r, 400, "passTypeIdentifier")
+        r = self.stack.admin("PUT", "/passes/%s/bad%%20serial" % PASS_TYPE, {"templateId": "tpl", "pass": {}})
+        self.assert_error(r, 400, "serialNumber")
+        self.assertEqual(self.keys("pk:pass:*p-bad"), [])
+
+    def test_authentication_token_cannot_change(self):
+        self.put_pass("p-token", pass_fields={"authenticationToken": "first-token-0123456789"})
+        r = self.put_pass("p-token", pass_fields={"authenticationToken": "second-token-0123456789"})
+        self.assert_error(r, 409, "cannot change")
+        state = self.stack.admin("GET", "/passes/%s/p-token" % PASS_TYPE).json()
+        self.assertEqual(state["authenticationToken"], "first-token-0123456789")
+
+    def test_download_is_signed_and_server_keys_win(self):
+        template = sample_template(passTypeIdentifier="pass.com.apple.devpubs.example", teamIdentifier="A93A5CM278",
+                                   webServiceURL="https://example.com/passes/", serialNumber="x")
+        self.assertEqual(self.put_template("t-apple-like", template).status, 201)
+        r = self.put_pass("p-dl", template_id="t-apple-like")
+        self.assertEqual(r.status, 201)
+        r = self.stack.admin("GET", "/passes/%s/p-dl/pkpass" % PASS_TYPE)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("content-type"), "application/vnd.apple.pkpass")
+        self.assertIn("p-dl.pkpass", r.header("content-disposition"))
+        _, pass_json = check_bundle(r.body, os.path.join(self.stack.certs, "ca", "chain.pem"))
+        self.assertEqual(pass_json["passTypeIdentifier"], PASS_TYPE)
+        self.assertEqual(pass_json["serialNumber"], "p-dl")
+        self.assertEqual(pass_json["teamIdentifier"], "TEAM123456")
+        self.assertTrue(pass_json["webServiceURL"].endswith("/passes"))
+        self.assertEqual(self.stack.admin("GET", "/passes/%s/none/pkpass" % PASS_TYPE).status, 404)
+
+    def test_second_download_is_not_signed_again(self):
+        self.put_pass("p-cache")
+        first = self.stack.admin("GET", "/passes/%s/p-cache/pkpass" % PASS_TYPE)
+        second = self.stack.admin("GET", "/passes/%s/p-cache/pkpass" % PASS_TYPE)
+        self.assertEqual(first.status, 200)
+        self.assertEqual(first.body, second.body)  # the same signature bytes: served from the cache
+        self.assertEqual(len(self.keys("pk:bundle:%s:p-cache:*" % PASS_TYPE)), 1)
+
+
+if __name__ == "__main__":
+    run()

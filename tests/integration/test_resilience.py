@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Failures around the api: the signer down (503 + Retry-After, everything else keeps working), Redis
+down and back, clients that disconnect while their Redis or signer call is in flight, APNs answering
+410 / 400 BadDeviceToken (registrations removed), and misconfigured services that must say what is
+wrong and exit non-zero."""
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+from harness import (ADMIN_TOKEN, BIN, PASS_TYPE, TEAM_ID, SOURCE_DIR, Stack, StackTestCase, free_port, make_zip,
+                     run, sample_template, wait_until)
+
+V1 = "/passes/v1"
+
+
+def fire_and_forget(port, raw, count):
+    """Sends raw request bytes and closes the socket at once, count times."""
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(raw)
+        s.close()
+
+
+class ResilienceTest(StackTestCase):
+    stack_kwargs = {"apns_rules": ["dead01=410:Unregistered", "bad002=400:BadDeviceToken"]}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        assert cls.stack.admin("PUT", "/templates/tpl", make_zip(sample_template())).status == 201
+
+    def create(self, serial):
+        r = self.put_pass(serial)
+        self.assertEqual(r.status, 201, r.body)
+        return r.json()["authenticationToken"]
+
+    def test_signer_down_is_503_and_the_rest_keeps_working(self):
+        token = self.create("sd-1")
+        auth = {"Authorization": "ApplePass " + token}
+        code, _ = self.stack.stop_service("signer")
+        self.assertEqual(code, 0)
+        try:
+            self.create("sd-2")  # a new version nobody signed yet
+            r = self.stack.api("GET", "%s/passes/%s/sd-1" % (V1, PASS_TYPE), headers=auth)
+            self.assertEqual(r.status, 503)
+            self.assertEqual(r.header("retry-after"), "10")
+            self.assertIn("signer", r.json()["error"])
+            r = self.stack.api("POST", "%s/devices/sd-dev/registrations/%s/sd-1" % (V1, PASS_TYPE),
+                               {"pushToken": "abab"}, auth)
+            self.assertEqual(r.status, 201)
+            self.assertEqual(self.stack.api("GET", "%s/devices/sd-dev/registrations/%s" % (V1, PASS_TYPE)).status, 200)
+            self.assertEqual(self.put_pass("sd-1", pass_fields={"logoText": "x"}).status, 200)
+            self.assertEqual(self.stack.admin("GET", "/passes/%s/sd-1/pkpass" % PASS_TYPE).status, 503)
+        finally:
+            self.stack.start_signer()
+        self.assertEqual(self.stack.api("GET", "%s/passes/%s/sd-1" % (V1, PASS_TYPE), headers=auth).status, 200)
+
+    def test_clients_disconnecting_mid_request(self):
+        token = self.create("dc-1")
+        port = self.stack.api_port
+        host = "Host: 127.0.0.1\r\n"
+        requests = [
+            ("GET %s/passes/%s/dc-1 HTTP/1.1\r\n%sAuthorization: ApplePass %s\r\n\r\n" % (V1, PASS_TYPE, host, token)).encode(),
+            ("GET %s/devices/dc-dev/registrations/%s HTTP/1.1\r\n%s\r\n" % (V1, PASS_TYPE, host)).encode(),
+            ("POST %s/devices/dc-dev/registrations/%s/dc-1 HTTP/1.1\r\n%sAuthorization: ApplePass %s\r\n"
+             "Content-Length: 19\r\n\r\n{\"pushToken\":\"ab\"}" % (V1, PASS_TYPE, host, token)).encode(),
+            ("PUT /admin/v1/passes/%s/dc-2 HTTP/1.1\r\n%sAuthorization: Bearer %s\r\nContent-Length: 33\r\n\r\n"
+             "{\"templateId\":\"tpl\",\"pass\":{}}   " % (PASS_TYPE, host, ADMIN_TOKEN)).encode(),
+            ("GET /admin/v1/passes/%s/dc-1/pkpass HTTP/1.1\r\n%sAuthorization: Bearer %s\r\n\r\n"
+             % (PASS_TYPE, host, ADMIN_TOKEN)).encode(),
+            # a body announced but never sent
+            ("PUT /admin/v1/templates/dc HTTP/1.1\r\n%sAuthorization: Bearer %s\r\nContent-Length: 100000\r\n\r\nPK"
+             % (host, ADMIN_TOKEN)).encode(),
+        ]
+        for raw in requests:
+            fire_and_forget(port, raw, 100)
+        time.sleep(1.0)
+        self.assertEqual(self.stack.api("GET", "/healthz").status, 200)
+        r = self.stack.api("GET", "%s/passes/%s/dc-1" % (V1, PASS_TYPE), headers={"Authorization": "ApplePass " + token})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.stack.redis_cli("EXISTS", "pk:tpl:dc"), "0")
+
+    def test_redis_down_then_back(self):
+        token = self.create("rd-1")
+        auth = {"Authorization": "ApplePass " + token}
+        s = self.stack
+        s.redis_cli("SAVE")  # keep the data across the restart
+        redis_dir = os.path.join(s.tmp, "redis")
+        s.redis.stop()
+        try:
+            r = s.api("GET", "%s/devices/rd-dev/registrations/%s" % (V1, PASS_TYPE))
+            self.assertEqual(r.status, 503)
+            self.assertIn("storage unavailable", r.json()["error"])
+            self.assertEqual(s.api("GET", "/readyz").status, 503)
+            self.assertEqual(s.api("GET", "/healthz").status, 200)
+        finally:
+            from harness import Service
+            s.redis = Service("redis", ["redis-server", "--port", str(s.redis_port), "--bind", "127.0.0.1",
+                                        "--save", "", "--appendonly", "no", "--dir", redis_dir], {}, s.tmp)
+        wait_until(lambda: s.api("GET", "/readyz").status == 200, timeout=10, what="api to reconnect")
+        self.assertEqual(s.api("GET", "%s/passes/%s/rd-1" % (V1, PASS_TYPE), headers=auth).status, 200)
+
+    def test_apns_410_and_bad_device_token_remove_registrations(self):
+        s = self.stack
+        tokens = {}
+        for serial in ("gone-1", "gone-2"):
+            tokens[serial] = self.create(serial)
+        # dead01 -> 410, bad002 -> 400 BadDeviceToken, good03 -> 200
+        for dli, push, serial in [("dev-dead", "dead01", "gone-1"), ("dev-bad", "bad002", "gone-1"),
+                                  ("dev-good", "900d03", "gone-1"), ("dev-dead", "dead01", "gone-2")]:
+            r = s.api("POST", "%s/devices/%s/registrations/%s/%s" % (V1, dli, PASS_TYPE, serial),
+                      {"pushToken": push}, {"Authorization": "ApplePass " + tokens[serial]})
+            self.assertIn(r.status, (200, 201))
+        self.assertEqual(self.put_pass("gone-1", pass_fields={"logoText": "changed"}).status, 200)
+        wait_until(lambda: s.redis_cli("SMEMBERS", "pk:regs:%s:gone-1" % PASS_TYPE) == "dev-good", timeout=15,
+                   what="410 and BadDeviceToken registrations to be removed")
+        # the 410 device loses every registration of that pass type, and its token
+        self.assertEqual(s.redis_cli("SMEMBERS", "pk:regs:%s:gone-2" % PASS_TYPE), "")
+        self.assertEqual(s.redis_cli("EXISTS", "pk:devtoken:dev-dead:%s" % PASS_TYPE), "0")
+        self.assertEqual(s.redis_cli("EXISTS", "pk:devtoken:dev-bad:%s" % PASS_TYPE), "0")
+        self.assertEqual(s.redis_cli("GET", "pk:devtoken:dev-good:%s" % PASS_TYPE), "900d03")
+        answered = {q["token"]: q["status"] for q in s.apns_requests()}
+        self.assertEqual(answered.get("dead01"), 410)
+        self.assertEqual(answered.get("bad002"), 400)
+        self.assertEqual(answered.get("900d03"), 200)
+        wait_until(lambda: s.redis_cli("XPENDING", "pk:events", "pushers").split("\n")[0] == "0",
+                   what="events acknowledged")
+
+
+class MisconfigurationTest(StackTestCase):
+    """Each service, misconfigured, names the problem and exits non-zero before serving."""
+
+    def run_service(self, name, env):
+        full = dict(os.environ)
+        full.update(env)
+        p = subprocess.run([os.path.join(BIN, name)], env=full, capture_output=True, text=True, timeout=20)
+        return p.returncode, p.stdout + p.stderr
+
+    def broken_certs(self):
+        d = os.path.join(self.stack.tmp, "broken-certs")
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(self.stack.certs, d)
+        return d
+
+    def test_api_without_admin_token(self):
+        code, out = self.run_service("passkit-api", {"ADMIN_TOKEN": "", "REDIS_URL": self.stack.redis_url,
+                                                     "API_LISTEN": "127.0.0.1:%d" % free_port()})
+        self.assertNotEqual(code, 0)
+        self.assertIn("ADMIN_TOKEN", out)
+        code, out = self.run_service("passkit-api", {"ADMIN_TOKEN": ADMIN_TOKEN, "REDIS_URL": "http://nope",
+                                                     "API_LISTEN": "127.0.0.1:%d" % free_port()})
+        self.assertNotEqual(code, 0)
+        self.assertIn("REDIS_URL", out)
+
+    def signer_env(self, certs):
+        return {"REDIS_URL": self.stack.redis_url, "SIGNER_LISTEN": "127.0.0.1:%d" % free_port(), "CERTS_DIR": certs}
+
+    def pusher_env(self, certs):
+        return {"REDIS_URL": self.stack.redis_url, "CERTS_DIR": certs}
+
+    def test_certificate_folder_differs_from_uid(self):
+        d = self.broken_certs()
+        os.rename(os.path.join(d, PASS_TYPE), os.path.join(d, "pass.com.example.renamed"))
+        for name, env in (("passkit-signer", self.signer_env(d)), ("passkit-pusher", self.pusher_env(d))):
+            code, out = self.run_service(name, env)
+            self.assertNotEqual(code, 0, name)
+            self.assertIn("pass.com.example.renamed", out, name)
+            self.assertIn(PASS_TYPE, out, name)
+
+    def test_missing_or_unreadable_key(self):
+        d = self.broken_certs()
+        os.remove(os.path.join(d, PASS_TYPE, "private-key.pem"))
+        for name, env in (("passkit-signer", self.signer_env(d)), ("passkit-pusher", self.pusher_env(d))):
+            code, out = self.run_service(name, env)
+            self.assertNotEqual(code, 0, name)
+            self.assertIn("private-key.pem", out, name)
+        d = self.broken_certs()
+        with open(os.path.join(d, PASS_TYPE, "certificate.pem"), "w") as f:
+            f.write("not a certificate\n")
+        code, out = self.run_service("passkit-signer", self.signer_env(d))
+        self.assertNotEqual(code, 0)
+        self.assertIn("certificate.pem", out)
+
+    def test_key_of_another_certificate(self):
+        d = self.broken_certs()
+        shutil.copy(os.path.join(d, "pass.com.example.other", "private-key.pem"), os.path.join(d, PASS_TYPE, "private-key.pem"))
+        code, out = self.run_service("passkit-signer", self.signer_env(d))
+        self.assertNotEqual(code, 0)
+        self.assertIn(PASS_TYPE, out)
+
+    def test_signer_without_wwdr(self):
+        d = self.broken_certs()
+        os.remove(os.path.join(d, "wwdr.pem"))
+        code, out = self.run_service("passkit-signer", self.signer_env(d))
+        self.assertNotEqual(code, 0)
+        self.assertIn("wwdr.pem", out)
+
+
+if __name__ == "__main__":
+    run()
