@@ -245,11 +245,33 @@ void cm_httpd_add_header(h2o_req_t *req, const char *name, const char *value)
     h2o_add_header_by_str(&req->pool, &req->res.headers, n, nlen, 1, NULL, v.base, v.len);
 }
 
+/* The reason phrase for the statuses the services send (HTTP/1.1 prints it; HTTP/2 has none). */
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Content";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    default: return "";
+    }
+}
+
 void cm_httpd_send_bytes(h2o_req_t *req, int status, const char *content_type, const void *body, size_t len)
 {
     static h2o_generator_t generator = {NULL, NULL};
     req->res.status = status;
-    req->res.reason = "";
+    req->res.reason = reason_phrase(status);
     if (content_type != NULL)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                        strlen(content_type));
@@ -267,7 +289,7 @@ void cm_httpd_send_empty(h2o_req_t *req, int status)
 {
     static h2o_generator_t generator = {NULL, NULL};
     req->res.status = status;
-    req->res.reason = "";
+    req->res.reason = reason_phrase(status);
     if (status != 204 && status != 304)
         req->res.content_length = 0;
     h2o_start_response(req, &generator);
@@ -276,7 +298,7 @@ void cm_httpd_send_empty(h2o_req_t *req, int status)
 
 void cm_httpd_send_json(h2o_req_t *req, int status, const json_t *json)
 {
-    char *body = json_dumps(json, JSON_COMPACT);
+    char *body = json_dumps(json, JSON_COMPACT | JSON_REAL_PRECISION(15));
     if (body == NULL)
         abort();
     cm_httpd_send_bytes(req, status, "application/json", body, strlen(body));

@@ -136,7 +136,10 @@ class MisconfigurationTest(StackTestCase):
         full = dict(os.environ)
         full.update(env)
         p = subprocess.run([os.path.join(BIN, name)], env=full, capture_output=True, text=True, timeout=20)
-        return p.returncode, p.stdout + p.stderr
+        out = p.stdout + p.stderr
+        self.assertNotIn("Sanitizer", out)  # a refused start must not leak or misbehave either
+        self.assertNotIn("runtime error:", out)
+        return p.returncode, out
 
     def broken_certs(self):
         d = os.path.join(self.stack.tmp, "broken-certs")

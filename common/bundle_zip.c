@@ -1,0 +1,103 @@
+/*
+ * In-memory ZIP writer for pass bundles; see common/bundle_zip.h.
+ *
+ * libzip writes into a buffer source opened as an archive (zip_open_from_source). zip_source_keep
+ * keeps that source alive across zip_close so the finished bytes can be read back from it.
+ */
+#include "common/bundle_zip.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zip.h>
+
+int cm_bundle_name_is_safe(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > 255 || name[0] == '/' || name[len - 1] == '/')
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (name[i] < '!' || name[i] > '~' || name[i] == '\\')
+            return 0;
+    const char *seg = name;
+    for (;;) {
+        const char *slash = strchr(seg, '/');
+        size_t n = slash != NULL ? (size_t)(slash - seg) : strlen(seg);
+        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return 0;
+        if (slash == NULL)
+            return 1;
+        seg = slash + 1;
+    }
+}
+
+int cm_bundle_zip(const cm_file_t *files, size_t count, time_t mtime, unsigned char **out, size_t *out_len,
+                  char *err, size_t err_size)
+{
+    int rc = -1;
+    zip_error_t ze;
+    zip_t *za = NULL;
+    unsigned char *buf = NULL;
+    int src_open = 0;
+    zip_error_init(&ze);
+    zip_source_t *src = zip_source_buffer_create(NULL, 0, 0, &ze);
+    if (src == NULL) {
+        snprintf(err, err_size, "zip_source_buffer_create: %s", zip_error_strerror(&ze));
+        goto out;
+    }
+    za = zip_open_from_source(src, ZIP_TRUNCATE, &ze);
+    if (za == NULL) {
+        snprintf(err, err_size, "zip_open_from_source: %s", zip_error_strerror(&ze));
+        goto out;
+    }
+    zip_source_keep(src);
+    for (size_t i = 0; i < count; i++) {
+        zip_source_t *fs = zip_source_buffer(za, files[i].data, files[i].len, 0);
+        zip_int64_t idx = fs != NULL ? zip_file_add(za, files[i].name, fs, ZIP_FL_ENC_UTF_8) : -1;
+        if (idx < 0) {
+            snprintf(err, err_size, "zip_file_add %s: %s", files[i].name, zip_strerror(za));
+            zip_source_free(fs);
+            goto out;
+        }
+        if (zip_file_set_mtime(za, (zip_uint64_t)idx, mtime, 0) != 0) {
+            snprintf(err, err_size, "zip_file_set_mtime %s: %s", files[i].name, zip_strerror(za));
+            goto out;
+        }
+    }
+    if (zip_close(za) != 0) {
+        snprintf(err, err_size, "zip_close: %s", zip_strerror(za));
+        goto out;
+    }
+    za = NULL;
+    zip_stat_t st;
+    if (zip_source_stat(src, &st) != 0 || !(st.valid & ZIP_STAT_SIZE) || st.size > CM_BUNDLE_ZIP_MAX) {
+        snprintf(err, err_size, "zip archive size unknown or above %u bytes", CM_BUNDLE_ZIP_MAX);
+        goto out;
+    }
+    if (zip_source_open(src) != 0) {
+        snprintf(err, err_size, "zip_source_open: %s", zip_error_strerror(zip_source_error(src)));
+        goto out;
+    }
+    src_open = 1;
+    buf = malloc(st.size > 0 ? st.size : 1);
+    if (buf == NULL)
+        abort();
+    if (zip_source_read(src, buf, st.size) != (zip_int64_t)st.size) {
+        snprintf(err, err_size, "zip_source_read: %s", zip_error_strerror(zip_source_error(src)));
+        goto out;
+    }
+    *out = buf;
+    *out_len = st.size;
+    buf = NULL;
+    rc = 0;
+out:
+    if (za != NULL)
+        zip_discard(za);
+    if (src_open)
+        zip_source_close(src);
+    if (src != NULL)
+        zip_source_free(src);
+    free(buf);
+    zip_error_fini(&ze);
+    return rc;
+}

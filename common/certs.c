@@ -1,0 +1,328 @@
+/*
+ * Pass type certificates of CERTS_DIR; see common/certs.h.
+ *
+ * The loader never stops at the first problem: it checks every folder and appends one sentence per
+ * problem to err, so an operator fixes a misconfigured directory in one pass. Identities are sorted
+ * by pass type identifier so that listings (logs, Redis publication) come out in a stable order.
+ */
+#include "common/certs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#define MAX_PASS_TYPES 256
+
+struct cm_certs {
+    X509 *wwdr;
+    cm_pass_identity_t *ids;
+    size_t count;
+};
+
+/* Appends one problem to err, separated from the previous ones by "; ". Truncates silently. */
+__attribute__((format(printf, 3, 4))) static void add_problem(char *err, size_t err_size, const char *fmt,
+                                                              ...)
+{
+    size_t used = strnlen(err, err_size);
+    if (used + 1 >= err_size)
+        return;
+    if (used > 0) {
+        int n = snprintf(err + used, err_size - used, "; ");
+        if (n < 0 || (size_t)n >= err_size - used)
+            return;
+        used += (size_t)n;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err + used, err_size - used, fmt, ap);
+    va_end(ap);
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p == NULL)
+        abort();
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+/* Refuses to prompt: an encrypted key is reported as unreadable instead of blocking on a terminal. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf, (void)size, (void)rwflag, (void)u;
+    return -1;
+}
+
+static X509 *read_cert(const char *path, char *err, size_t err_size)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        add_problem(err, err_size, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    X509 *x = PEM_read_X509(f, NULL, no_passphrase, NULL);
+    fclose(f);
+    if (x == NULL)
+        add_problem(err, err_size, "%s: not a PEM certificate", path);
+    ERR_clear_error();
+    return x;
+}
+
+static EVP_PKEY *read_key(const char *path, char *err, size_t err_size)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        add_problem(err, err_size, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
+    fclose(f);
+    if (k == NULL)
+        add_problem(err, err_size, "%s: not an unencrypted PEM private key", path);
+    ERR_clear_error();
+    return k;
+}
+
+/* The UTF-8 text of the first subject entry with nid, malloc'd, or NULL when absent or unreadable. */
+static char *subject_text(X509 *cert, int nid)
+{
+    X509_NAME *name = X509_get_subject_name(cert);
+    int idx = X509_NAME_get_index_by_NID(name, nid, -1);
+    if (idx < 0)
+        return NULL;
+    unsigned char *utf8 = NULL;
+    int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx)));
+    if (n < 0)
+        return NULL;
+    char *s = NULL;
+    if (memchr(utf8, '\0', (size_t)n) == NULL) /* an embedded NUL would make comparisons lie */
+        s = xstrdup((const char *)utf8);
+    OPENSSL_free(utf8);
+    return s;
+}
+
+static int asn1_to_time(const ASN1_TIME *t, time_t *out)
+{
+    struct tm tm;
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+        return -1;
+    *out = timegm(&tm);
+    return 0;
+}
+
+static void identity_dispose(cm_pass_identity_t *id)
+{
+    free((char *)id->pass_type_id);
+    free((char *)id->team_id);
+    free((char *)id->cert_path);
+    free((char *)id->key_path);
+    X509_free(id->cert);
+    EVP_PKEY_free(id->key); /* OpenSSL clears the key material of RSA/EC keys as it frees them */
+    memset(id, 0, sizeof(*id));
+}
+
+/* Loads the pass type in dir/name into *id. Returns 0, or -1 after adding the problems to err. */
+static int load_identity(const char *dir, const char *name, cm_pass_identity_t *id, char *err,
+                         size_t err_size)
+{
+    int rc = -1;
+    char *folder = path_join(dir, name);
+    char *uid = NULL;
+    memset(id, 0, sizeof(*id));
+    id->pass_type_id = xstrdup(name);
+    id->cert_path = path_join(folder, "certificate.pem");
+    id->key_path = path_join(folder, "private-key.pem");
+    id->cert = read_cert(id->cert_path, err, err_size);
+    id->key = read_key(id->key_path, err, err_size);
+    if (id->cert == NULL || id->key == NULL)
+        goto out;
+    int bad = 0;
+    if (X509_check_private_key(id->cert, id->key) != 1) {
+        add_problem(err, err_size, "%s does not match the certificate %s", id->key_path, id->cert_path);
+        bad = 1;
+    }
+    ERR_clear_error();
+    uid = subject_text(id->cert, NID_userId);
+    if (uid == NULL) {
+        add_problem(err, err_size, "%s: the subject has no UID (the pass type identifier)", id->cert_path);
+        bad = 1;
+    } else if (strcmp(uid, name) != 0) {
+        add_problem(err, err_size, "%s: the subject UID '%s' differs from the folder name '%s'",
+                    id->cert_path, uid, name);
+        bad = 1;
+    }
+    id->team_id = subject_text(id->cert, NID_organizationalUnitName);
+    if (id->team_id == NULL || id->team_id[0] == '\0') {
+        add_problem(err, err_size, "%s: the subject has no OU (the Team ID)", id->cert_path);
+        bad = 1;
+    }
+    if (asn1_to_time(X509_get0_notBefore(id->cert), &id->not_before) != 0 ||
+        asn1_to_time(X509_get0_notAfter(id->cert), &id->not_after) != 0) {
+        add_problem(err, err_size, "%s: unreadable validity dates", id->cert_path);
+        bad = 1;
+    }
+    /* Computes the cached extension data now, while one thread owns the certificate, instead of on first
+     * use from several signing threads. */
+    X509_check_purpose(id->cert, -1, 0);
+    if (bad)
+        goto out;
+    rc = 0;
+out:
+    if (rc != 0)
+        identity_dispose(id);
+    free(uid);
+    free(folder);
+    return rc;
+}
+
+static int is_directory(const char *dir, const char *name)
+{
+    char *p = path_join(dir, name);
+    struct stat st;
+    int r = stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+    free(p);
+    return r;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names of the pass type folders of dir, sorted, malloc'd. Returns 0, or -1 after adding to err. */
+static int list_pass_types(const char *dir, char ***out, size_t *out_count, char *err, size_t err_size)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        add_problem(err, err_size, "%s: cannot open the certificates folder: %s", dir, strerror(errno));
+        return -1;
+    }
+    char **names = calloc(MAX_PASS_TYPES, sizeof(*names));
+    if (names == NULL)
+        abort();
+    size_t n = 0;
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "pass.", 5) != 0 || !is_directory(dir, e->d_name))
+            continue;
+        if (n == MAX_PASS_TYPES) {
+            add_problem(err, err_size, "%s: more than %d pass type folders", dir, MAX_PASS_TYPES);
+            rc = -1;
+            break;
+        }
+        names[n++] = xstrdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof(*names), by_name);
+    *out = names;
+    *out_count = n;
+    return rc;
+}
+
+int cm_certs_load(const char *dir, int require_wwdr, cm_certs_t **out, char *err, size_t err_size)
+{
+    int rc = -1;
+    char **names = NULL;
+    size_t name_count = 0;
+    char *wwdr_path = path_join(dir, "wwdr.pem");
+    cm_certs_t *certs = calloc(1, sizeof(*certs));
+    if (certs == NULL)
+        abort();
+    if (err_size == 0)
+        abort();
+    err[0] = '\0';
+
+    int bad = 0;
+    struct stat st;
+    if (require_wwdr || stat(wwdr_path, &st) == 0) {
+        certs->wwdr = read_cert(wwdr_path, err, err_size);
+        if (certs->wwdr == NULL)
+            bad = 1;
+        else
+            X509_check_purpose(certs->wwdr, -1, 0);
+    }
+    if (list_pass_types(dir, &names, &name_count, err, err_size) != 0)
+        bad = 1;
+    else if (name_count == 0) {
+        add_problem(err, err_size, "%s: no pass type folder (expected pass.<identifier>/certificate.pem)",
+                    dir);
+        bad = 1;
+    }
+    certs->ids = calloc(name_count > 0 ? name_count : 1, sizeof(*certs->ids));
+    if (certs->ids == NULL)
+        abort();
+    for (size_t i = 0; i < name_count; i++) {
+        if (load_identity(dir, names[i], &certs->ids[certs->count], err, err_size) == 0)
+            certs->count++;
+        else
+            bad = 1;
+    }
+    if (bad)
+        goto out;
+    *out = certs;
+    certs = NULL;
+    rc = 0;
+out:
+    cm_certs_free(certs);
+    for (size_t i = 0; i < name_count; i++)
+        free(names[i]);
+    free(names);
+    free(wwdr_path);
+    return rc;
+}
+
+const cm_pass_identity_t *cm_certs_find(const cm_certs_t *certs, const char *pass_type_id)
+{
+    for (size_t i = 0; i < certs->count; i++)
+        if (strcmp(certs->ids[i].pass_type_id, pass_type_id) == 0)
+            return &certs->ids[i];
+    return NULL;
+}
+
+size_t cm_certs_count(const cm_certs_t *certs)
+{
+    return certs->count;
+}
+
+const cm_pass_identity_t *cm_certs_at(const cm_certs_t *certs, size_t index)
+{
+    return index < certs->count ? &certs->ids[index] : NULL;
+}
+
+struct x509_st *cm_certs_wwdr(const cm_certs_t *certs)
+{
+    return certs->wwdr;
+}
+
+void cm_certs_free(cm_certs_t *certs)
+{
+    if (certs == NULL)
+        return;
+    for (size_t i = 0; i < certs->count; i++)
+        identity_dispose(&certs->ids[i]);
+    free(certs->ids);
+    X509_free(certs->wwdr);
+    free(certs);
+}

@@ -1,0 +1,244 @@
+/*
+ * passkit-pusher: the cross-file declarations of the service.
+ *
+ * Flow: main.c reads events from the pk:events stream (events.c) in the consumer group "pushers",
+ * batch.c turns a batch of events into one push per (pass type, push token) using the registrations
+ * (registrations.c), drives them through APNs (apns_client.c) and acknowledges each event once every
+ * push it caused was answered or abandoned. outcome.c holds the pure rules (what an APNs answer
+ * means, how long to back off) so unit tests can include it alone.
+ *
+ * Everything runs on the main thread. Redis calls are blocking (hiredis sync API); curl runs on one
+ * multi handle kept for the life of the process.
+ */
+#ifndef PUSHER_PUSHER_H
+#define PUSHER_PUSHER_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/certs.h"
+#include "common/ids.h"
+
+struct redisContext;
+
+/* ---- small helpers: out of memory aborts ---- */
+
+static inline void *pusher_xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+static inline void *pusher_xrealloc(void *p, size_t n, size_t size)
+{
+    if (size != 0 && n > SIZE_MAX / size)
+        abort();
+    p = realloc(p, n * size == 0 ? 1 : n * size);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+static inline char *pusher_xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+static inline uint64_t pusher_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- outcome.c: what an APNs answer means ---- */
+
+#define PUSHER_REASON_MAX      128 /* longest reason kept (APNs reasons are < 32 bytes; curl errors more) */
+#define PUSHER_BACKOFF_BASE_MS 1000
+#define PUSHER_BACKOFF_CAP_MS  60000
+
+enum pusher_outcome {
+    PUSHER_OUTCOME_OK,        /* 200 */
+    PUSHER_OUTCOME_REMOVE,    /* token is dead: 410, 400 BadDeviceToken / DeviceTokenNotForTopic */
+    PUSHER_OUTCOME_CERT,      /* 403: the certificate was refused; not retried */
+    PUSHER_OUTCOME_REJECTED,  /* any other answer that must not be retried */
+    PUSHER_OUTCOME_RETRY,     /* 429, 5xx, or no HTTP answer at all (status 0) */
+    PUSHER_OUTCOME_ABANDONED, /* RETRY, but PUSHER_MAX_ATTEMPTS were used up */
+};
+
+/* Classifies an answer. status 0 means no HTTP answer (transport error). reason may be "". */
+enum pusher_outcome pusher_outcome_classify(long status, const char *reason);
+
+/* Extracts the "reason" string of an APNs error body into out (always NUL-terminated). An empty
+ * body gives "". A body that is not a JSON object with a string reason gives "unparseable"; a reason
+ * with characters outside [A-Za-z0-9_] or longer than out_size-1 gives "invalid". */
+void pusher_outcome_reason(const char *body, size_t len, char *out, size_t out_size);
+
+/* Delay before attempt number attempts+1, after `attempts` failed attempts (>= 1): exponential from
+ * PUSHER_BACKOFF_BASE_MS, capped at PUSHER_BACKOFF_CAP_MS, with "equal jitter": a value in
+ * [d/2, d] picked from rnd. */
+uint64_t pusher_outcome_backoff_ms(int attempts, uint32_t rnd);
+
+/* The loggable prefix of a push token: its first 8 characters (never the whole token). */
+void pusher_outcome_token_prefix(const char *token, char out[9]);
+
+const char *pusher_outcome_name(enum pusher_outcome outcome);
+
+/* ---- events.c: the pk:events stream, consumer group "pushers" ---- */
+
+#define PUSHER_STREAM_ID_MAX  48 /* "<ms>-<seq>": two 20-digit numbers and a dash */
+#define PUSHER_EVENT_TYPE_MAX 32
+#define PUSHER_VERSION_MAX    32
+
+/* The skip reason of events that need no push (pass.created, template.updated): logged at debug. */
+#define PUSHER_SKIP_NOTHING_TO_PUSH "nothing_to_push"
+
+enum pusher_event_kind {
+    PUSHER_EVENT_PUSH, /* a pass changed: push its devices */
+    PUSHER_EVENT_SKIP, /* nothing to push (unknown type, bad fields, deleted entry): just ack */
+};
+
+typedef struct pusher_event {
+    char id[PUSHER_STREAM_ID_MAX];
+    char type[PUSHER_EVENT_TYPE_MAX];
+    char ptid[CM_ID_MAX + 1];
+    char serial[CM_ID_MAX + 1];
+    char version[PUSHER_VERSION_MAX];
+    enum pusher_event_kind kind;
+    const char *skip_reason; /* static string when kind == SKIP */
+    size_t pending;          /* pushes of this event not yet answered or abandoned */
+} pusher_event_t;
+
+#define PUSHER_REDIS_TIMEOUT_MS 5000 /* connect and command timeout (blocking reads add their BLOCK) */
+
+/* Every call below blocks. On failure each returns -1 and writes a sentence to err; the caller
+ * treats the connection as broken (reconnects). */
+
+/* XGROUP CREATE pk:events pushers 0 MKSTREAM; an existing group is fine. */
+int pusher_events_create_group(struct redisContext *c, char *err, size_t err_size);
+
+/* XREADGROUP GROUP pushers <consumer> COUNT <count> [BLOCK <block_ms>] STREAMS pk:events <start>.
+ * start ">" reads new entries (block_ms > 0 blocks); any other id re-reads this consumer's pending
+ * entries after that id (block_ms is ignored). Fills events[0..*n) (capacity count). While blocking,
+ * *blocking_fd holds the socket so a signal handler can shutdown() it; it is -1 otherwise. */
+int pusher_events_read(struct redisContext *c, const char *consumer, const char *start, size_t count,
+                       long block_ms, volatile sig_atomic_t *blocking_fd, pusher_event_t *events, size_t *n,
+                       char *err, size_t err_size);
+
+/* XAUTOCLAIM pk:events pushers <consumer> <min_idle_ms> <cursor> COUNT <count>. cursor is in/out
+ * ("0-0" to start; "0-0" again when the scan is complete). Fills events like pusher_events_read. */
+int pusher_events_autoclaim(struct redisContext *c, const char *consumer, long min_idle_ms,
+                            char cursor[PUSHER_STREAM_ID_MAX], size_t count, pusher_event_t *events,
+                            size_t *n, char *err, size_t err_size);
+
+/* XACK pk:events pushers id... */
+int pusher_events_ack(struct redisContext *c, const char *const *ids, size_t n, char *err, size_t err_size);
+
+/* XCLAIM pk:events pushers <consumer> 0 id... JUSTID: resets the idle time of entries this consumer
+ * is still working on, so no other pusher claims them during a long batch. */
+int pusher_events_touch(struct redisContext *c, const char *consumer, const char *const *ids, size_t n,
+                        char *err, size_t err_size);
+
+/* ---- apns_client.c: HTTP/2 pushes on one curl multi handle ---- */
+
+typedef struct pusher_apns pusher_apns_t;
+
+/* One push: POST /3/device/<token> with topic = the pass type of cert index `topic`. The fields
+ * after `token` belong to the caller of pusher_apns_run; the result fields are written by it. */
+typedef struct pusher_push {
+    size_t topic; /* index given by pusher_apns_topic() */
+    char token[CM_PUSH_TOKEN_MAX + 1];
+    char **dlis; /* device library ids that hold this token for this pass type */
+    size_t ndlis, dlis_cap;
+    size_t *events; /* indexes of the batch's events that caused this push */
+    size_t nevents, events_cap;
+    /* results */
+    int attempts;
+    long status;                    /* last HTTP status, 0 when there was no HTTP answer */
+    char reason[PUSHER_REASON_MAX]; /* last APNs reason, or the transport error */
+} pusher_push_t;
+
+typedef struct pusher_apns_hooks {
+    /* Called exactly once per push with its final outcome (never RETRY). */
+    void (*on_done)(void *ctx, pusher_push_t *push, enum pusher_outcome outcome);
+    /* Called when a push is scheduled for another attempt. */
+    void (*on_retry)(void *ctx, pusher_push_t *push, uint64_t delay_ms);
+    /* Called after each round that finished pushes, and at least every 250 ms meanwhile. */
+    void (*on_tick)(void *ctx);
+    /* Polled every round: non-zero aborts the run (remaining pushes get no on_done). */
+    int (*should_abort)(void *ctx);
+} pusher_apns_hooks_t;
+
+/* Creates the client: one curl multi handle (HTTP/2 multiplexing, a few connections per host) and
+ * the request headers of each pass type of certs (borrowed: must outlive the client). base_url is
+ * "https://host[:port]" without a trailing path; ca_file (may be NULL) replaces the CA bundle.
+ * Returns 0 and *out, or -1 with err. */
+int pusher_apns_new(const cm_certs_t *certs, const char *base_url, const char *ca_file, int max_attempts,
+                    pusher_apns_t **out, char *err, size_t err_size);
+void pusher_apns_free(pusher_apns_t *apns);
+
+/* The topic index of a pass type identifier, or -1 when no certificate is loaded for it. */
+long pusher_apns_topic(const pusher_apns_t *apns, const char *ptid);
+const char *pusher_apns_topic_name(const pusher_apns_t *apns, size_t topic);
+
+/* Sends every push, retrying with backoff, until each has a final outcome (reported through
+ * hooks->on_done) or hooks->should_abort() says stop. Returns 0, or -1 when aborted. */
+int pusher_apns_run(pusher_apns_t *apns, pusher_push_t *pushes, size_t n, const pusher_apns_hooks_t *hooks,
+                    void *ctx);
+
+/* ---- registrations.c: who to push, and forgetting dead tokens ---- */
+
+#define PUSHER_MAX_REGS_PER_PASS 100000 /* devices pushed for one pass in one event */
+
+/* Looks up the devices registered for each PUSH event (pk:regs -> pk:devtoken), coalescing into one
+ * push per (topic, token). topics[i] is the topic index of events[i] (ignored for SKIP events).
+ * On success *pushes (free with pusher_regs_free_pushes) holds *npushes pushes and each event's
+ * `pending` is the number of pushes that reference it. Two pipelined round trips. */
+int pusher_regs_lookup(struct redisContext *c, pusher_event_t *events, const long *topics, size_t nevents,
+                       pusher_push_t **pushes, size_t *npushes, char *err, size_t err_size);
+void pusher_regs_free_pushes(pusher_push_t *pushes, size_t n);
+
+/* SCRIPT LOAD of the removal script; call after each connect. */
+int pusher_regs_load_scripts(struct redisContext *c, char *err, size_t err_size);
+
+/* Atomically, if pk:devtoken:{dli}:{ptid} still equals token: SREM dli from pk:regs:{ptid}:{serial}
+ * for every serial of pk:devpasses:{dli}:{ptid}, then DEL both. *removed = 1 when it did, 0 when the
+ * device has another token by now (or none). */
+int pusher_regs_remove(struct redisContext *c, const char *ptid, const char *dli, const char *token,
+                       int *removed, char *err, size_t err_size);
+
+/* ---- batch.c: one batch of events from read to acknowledgement ---- */
+
+typedef struct pusher_batch_env {
+    struct redisContext *redis;
+    pusher_apns_t *apns;
+    const char *consumer;
+    long claim_idle_ms;
+    volatile sig_atomic_t *stop_now; /* set by a second SIGTERM: abandon the batch without acking */
+} pusher_batch_env_t;
+
+/* Processes events[0..n): looks up tokens, pushes, removes dead registrations and acknowledges each
+ * event when all its pushes are done. source names the read ("pending", "claimed", "new") in the
+ * log line. Returns 0, or -1 when Redis failed (err says why; events not acknowledged stay pending
+ * and are read again after the reconnect) or the batch was aborted. Acknowledgements that could not
+ * be sent are kept and retried by pusher_batch_flush_acks. */
+int pusher_batch_process(const pusher_batch_env_t *env, pusher_event_t *events, size_t n, const char *source,
+                         char *err, size_t err_size);
+
+/* Sends acknowledgements left over from a batch whose Redis connection failed. 0 when none remain. */
+int pusher_batch_flush_acks(struct redisContext *c, char *err, size_t err_size);
+
+/* Frees what the batch module keeps between batches. */
+void pusher_batch_shutdown(void);
+
+#endif

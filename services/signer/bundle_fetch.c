@@ -1,0 +1,104 @@
+/*
+ * What one bundle request does on a worker thread (blocking calls are fine here, never on the loop).
+ *
+ * Order: the pass (404 when absent), the certificate, the template's revision, then the cache key
+ * pk:bundle:{ptid}:{serial}:{version}:{templateRev}. A hit answers without reading the template files
+ * or signing. On a miss the whole template is read in one HGETALL; its "@rev" comes with the files, so
+ * when the template changed since the first read the bundle is cached under the revision it was really
+ * built from. A failed cache write is logged and the bundle is served anyway.
+ */
+#include "signer.h"
+
+#include "common/keys.h"
+#include "common/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void signer_fetch_result_dispose(signer_fetch_result_t *res)
+{
+    free(res->bundle);
+    res->bundle = NULL;
+}
+
+void signer_bundle_fetch(const signer_app_t *app, const char *ptid, const char *serial,
+                         signer_fetch_result_t *res)
+{
+    signer_pass_record_t pass;
+    signer_template_t tpl;
+    char rev[24], key[CM_KEY_MAX];
+    memset(res, 0, sizeof(*res));
+    memset(&pass, 0, sizeof(pass));
+    memset(&tpl, 0, sizeof(tpl));
+    signer_store_t *store = signer_store_for_thread(&app->redis);
+    int rc = signer_store_read_pass(store, ptid, serial, &pass, res->err, sizeof(res->err));
+    if (rc != 0)
+        goto out;
+    snprintf(res->version, sizeof(res->version), "%s", pass.version);
+    res->last_modified = (time_t)pass.last_modified;
+
+    const cm_pass_identity_t *identity = cm_certs_find(app->certs, ptid);
+    if (identity == NULL) {
+        snprintf(res->err, sizeof(res->err), "no certificate loaded for pass type %s", ptid);
+        rc = SIGNER_ERR_NO_CERT;
+        goto out;
+    }
+    rc = signer_store_template_rev(store, pass.template_id, rev, sizeof(rev), res->err, sizeof(res->err));
+    if (rc == SIGNER_ERR_NOT_FOUND) {
+        snprintf(res->err, sizeof(res->err), "template %s of pass %s %s is gone", pass.template_id, ptid,
+                 serial);
+        rc = SIGNER_ERR_DATA;
+    }
+    if (rc != 0)
+        goto out;
+    if (app->cache_ttl > 0) {
+        snprintf(key, sizeof(key), CM_KEY_BUNDLE_FMT, ptid, serial, pass.version, rev);
+        rc = signer_store_get_bundle(store, key, &res->bundle, &res->bundle_len, res->err, sizeof(res->err));
+        if (rc == 0) {
+            res->cache_hit = 1;
+            goto out;
+        }
+        if (rc != SIGNER_ERR_NOT_FOUND)
+            goto out;
+    }
+
+    rc = signer_store_read_template(store, pass.template_id, &tpl, res->err, sizeof(res->err));
+    if (rc == SIGNER_ERR_NOT_FOUND) {
+        snprintf(res->err, sizeof(res->err), "template %s of pass %s %s is gone", pass.template_id, ptid,
+                 serial);
+        rc = SIGNER_ERR_DATA;
+    }
+    if (rc != 0)
+        goto out;
+    signer_bundle_input_t in = {
+        .pass_type_id = ptid,
+        .serial = serial,
+        .doc = pass.doc,
+        .doc_len = pass.doc_len,
+        .auth_token = pass.auth_token,
+        .public_url = app->public_url,
+        .last_modified = res->last_modified,
+        .files = tpl.files,
+        .file_count = tpl.count,
+        .identity = identity,
+        .wwdr = cm_certs_wwdr(app->certs),
+    };
+    rc = signer_bundle_build(&in, &res->bundle, &res->bundle_len, res->err, sizeof(res->err));
+    if (rc != 0)
+        goto out;
+    if (app->cache_ttl > 0) {
+        char put_err[256];
+        snprintf(key, sizeof(key), CM_KEY_BUNDLE_FMT, ptid, serial, pass.version, tpl.rev);
+        if (signer_store_put_bundle(store, key, res->bundle, res->bundle_len, app->cache_ttl, put_err,
+                                    sizeof(put_err)) != 0)
+            CM_LOG(CM_LOG_WARN, "event=bundle_cache_write_failed ptid=%s serial=%s reason=\"%s\"", ptid,
+                   serial, put_err);
+    }
+out:
+    res->rc = rc;
+    if (rc != 0)
+        signer_fetch_result_dispose(res);
+    signer_template_dispose(&tpl);
+    signer_pass_record_dispose(&pass);
+}

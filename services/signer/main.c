@@ -1,0 +1,243 @@
+/*
+ * passkit-signer: configuration, certificates, the loop, signals and shutdown. See signer.h for the
+ * map of the other files.
+ *
+ * Start-up order: config, certificates (exit 1 naming every problem), pk:passtype publication (waits
+ * for Redis, retrying every second, so the signer can start before Redis in a compose stack), then the
+ * HTTP server. SIGTERM/SIGINT stop accepting, let requests in flight and jobs in the thread pool
+ * finish (at most SHUTDOWN_GRACE_MS), and exit 0.
+ */
+#include "signer.h"
+
+#include "common/config.h"
+#include "common/httpd.h"
+#include "common/log.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define SHUTDOWN_GRACE_MS 25000
+#define MAX_REQUEST_BODY  1024 /* the signer only serves GET */
+
+static volatile sig_atomic_t startup_stop;
+/* cm_httpd_free keeps a started server's memory until the process exits (common/httpd.c), and a grace
+ * expiry leaves it in use: this keeps it reachable rather than leaked. */
+static cm_httpd_t *live_httpd;
+
+struct signer_main {
+    uv_loop_t loop;
+    cm_httpd_t *httpd;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t drain;
+    uint64_t drain_deadline;
+    int stopping, drained;
+};
+
+static void on_startup_signal(int sig)
+{
+    (void)sig;
+    startup_stop = 1;
+}
+
+/* libuv's pool reads UV_THREADPOOL_SIZE once, at the first uv_queue_work: set it before the loop runs. */
+static void size_thread_pool(void)
+{
+    const char *set = getenv("UV_THREADPOOL_SIZE");
+    if (set != NULL && set[0] != '\0') {
+        CM_LOG(CM_LOG_INFO, "event=thread_pool size=%s source=env", set);
+        return;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1)
+        cores = 1;
+    if (cores > 1024)
+        cores = 1024;
+    char text[16];
+    snprintf(text, sizeof(text), "%ld", cores);
+    setenv("UV_THREADPOOL_SIZE", text, 1);
+    CM_LOG(CM_LOG_INFO, "event=thread_pool size=%ld source=cores", cores);
+}
+
+/* Counts the client connections still open on the loop (TCP handles; the listener is closing by now)
+ * and, when close_idle is set, shuts their sockets down. h2o 2.2.5's HTTP/1 leaves idle keep-alive
+ * connections open on graceful shutdown; once no request is in flight, shutdown(2) makes h2o read EOF
+ * and close each one through its own path, so no connection is cut while h2o still uses it. */
+struct conn_scan {
+    size_t open;
+    int close_idle;
+};
+
+static void scan_connection(uv_handle_t *h, void *arg)
+{
+    struct conn_scan *scan = arg;
+    uv_os_fd_t fd;
+    if (h->type != UV_TCP || uv_is_closing(h))
+        return;
+    scan->open++;
+    if (scan->close_idle && uv_fileno(h, &fd) == 0)
+        shutdown(fd, SHUT_RDWR);
+}
+
+static void on_drain_tick(uv_timer_t *timer)
+{
+    struct signer_main *m = timer->data;
+    size_t inflight = cm_httpd_inflight(m->httpd);
+    size_t pending = signer_routes_bundles_pending() + (size_t)signer_passtypes_refresh_stop();
+    struct conn_scan scan = {0, inflight == 0 && pending == 0};
+    uv_walk(&m->loop, scan_connection, &scan);
+    if (scan.close_idle && scan.open == 0) {
+        m->drained = 1;
+        uv_stop(&m->loop);
+        return;
+    }
+    if (uv_now(&m->loop) >= m->drain_deadline) {
+        CM_LOG(CM_LOG_WARN, "event=shutdown_grace_expired inflight=%zu jobs=%zu connections=%zu", inflight,
+               pending, scan.open);
+        uv_stop(&m->loop);
+    }
+}
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+    struct signer_main *m = handle->data;
+    if (m->stopping)
+        return;
+    m->stopping = 1;
+    CM_LOG(CM_LOG_INFO, "event=shutdown signal=%d inflight=%zu", signum, cm_httpd_inflight(m->httpd));
+    cm_httpd_stop(m->httpd);
+    m->drain_deadline = uv_now(&m->loop) + SHUTDOWN_GRACE_MS;
+    uv_timer_start(&m->drain, on_drain_tick, 0, 20);
+}
+
+static void close_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+int main(void)
+{
+    const char *redis_url = NULL, *listen = NULL, *public_url = NULL, *certs_dir = NULL, *log_level = NULL;
+    long cache_ttl = 0;
+    const cm_config_var_t vars[] = {
+        {"REDIS_URL", CM_CONFIG_STRING, "redis://127.0.0.1:6379/0", 0, 0, 1, &redis_url,
+         "redis://[[user]:password@]host[:port][/db]"},
+        {"SIGNER_LISTEN", CM_CONFIG_STRING, "0.0.0.0:8081", 0, 0, 0, &listen,
+         "host:port the signer listens on"},
+        {"PUBLIC_URL", CM_CONFIG_STRING, "http://localhost:8080", 0, 0, 0, &public_url,
+         "webServiceURL written into every pass: the base under which the api serves Apple's /v1 paths"},
+        {"CERTS_DIR", CM_CONFIG_STRING, "./certs", 0, 0, 0, &certs_dir,
+         "folder with wwdr.pem and one pass.<id>/{certificate,private-key}.pem per pass type"},
+        {"BUNDLE_CACHE_TTL", CM_CONFIG_INT, "86400", 0, 30L * 86400, 0, &cache_ttl,
+         "seconds a signed bundle stays cached in Redis; 0 disables the cache"},
+        {"LOG_LEVEL", CM_CONFIG_STRING, "info", 0, 0, 0, &log_level, "debug, info, warn or error"},
+    };
+    const size_t nvars = sizeof(vars) / sizeof(vars[0]);
+    int rc = 1;
+    char err[4096];
+    cm_certs_t *certs = NULL;
+    struct signer_main m;
+    signer_app_t app;
+    memset(&m, 0, sizeof(m));
+    memset(&app, 0, sizeof(app));
+
+    cm_log_init("signer", "info");
+    if (cm_config_load(vars, nvars) != 0)
+        return 1;
+    if (cm_log_init("signer", log_level) != 0) {
+        CM_LOG(CM_LOG_ERROR,
+               "event=config_invalid var=LOG_LEVEL value=\"%s\" reason=\"not debug|info|warn|error\"",
+               log_level);
+        return 1;
+    }
+    cm_config_log(vars, nvars);
+    if (strncmp(public_url, "https://", 8) != 0 && strncmp(public_url, "http://", 7) != 0) {
+        CM_LOG(CM_LOG_ERROR, "event=config_invalid var=PUBLIC_URL value=\"%s\" reason=\"not an http(s) URL\"",
+               public_url);
+        return 1;
+    }
+    if (strncmp(public_url, "http://", 7) == 0)
+        CM_LOG(CM_LOG_WARN,
+               "event=public_url_not_https reason=\"Wallet accepts http only on development devices\"");
+    if (cm_redis_url_parse(redis_url, &app.redis, err, sizeof(err)) != 0) {
+        CM_LOG(CM_LOG_ERROR, "event=config_invalid var=REDIS_URL reason=\"%s\"", err);
+        return 1;
+    }
+    CM_LOG(CM_LOG_INFO, "event=redis host=%s port=%d db=%d", app.redis.host, app.redis.port, app.redis.db);
+
+    /* A client that disconnects must not kill the process with SIGPIPE (h2o and hiredis write to sockets). */
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_startup_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    if (cm_certs_load(certs_dir, 1, &certs, err, sizeof(err)) != 0) {
+        CM_LOG(CM_LOG_ERROR, "event=certs_invalid dir=\"%s\" problems=\"%s\"", certs_dir, err);
+        goto out;
+    }
+    if (signer_passtypes_check(certs, time(NULL)) != 0)
+        goto out;
+    CM_LOG(CM_LOG_INFO, "event=certs_loaded dir=\"%s\" pass_types=%zu", certs_dir, cm_certs_count(certs));
+    app.certs = certs;
+    app.public_url = public_url;
+    app.cache_ttl = cache_ttl;
+    size_thread_pool();
+
+    if (signer_passtypes_publish(certs, &app.redis, &startup_stop) != 0) {
+        CM_LOG(CM_LOG_INFO, "event=shutdown reason=\"signal while waiting for redis\"");
+        rc = 0;
+        goto out;
+    }
+
+    if (uv_loop_init(&m.loop) != 0)
+        abort();
+    if (cm_httpd_new(&m.loop, listen, MAX_REQUEST_BODY, &m.httpd) != 0) {
+        CM_LOG(CM_LOG_ERROR, "event=httpd_failed address=\"%s\"", listen);
+        goto out;
+    }
+    signer_routes_bundles_register(m.httpd, &m.loop, &app);
+    signer_routes_health_register(m.httpd);
+    uv_signal_init(&m.loop, &m.sigterm);
+    uv_signal_init(&m.loop, &m.sigint);
+    uv_timer_init(&m.loop, &m.drain);
+    m.sigterm.data = m.sigint.data = m.drain.data = &m;
+    uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&m.sigint, on_signal, SIGINT);
+    signer_passtypes_refresh_start(&m.loop, certs, &app.redis);
+    if (startup_stop) {
+        rc = 0;
+    } else if (cm_httpd_start(m.httpd) == 0) {
+        uv_run(&m.loop, UV_RUN_DEFAULT);
+        rc = 0;
+    }
+    if (!m.drained && (m.stopping || cm_httpd_inflight(m.httpd) > 0 || signer_routes_bundles_pending() > 0 ||
+                       signer_passtypes_refresh_stop())) {
+        /* Grace expired: workers may still hold jobs and h2o connections are open. Freeing either would
+         * race with them; the process exit reclaims everything. */
+        CM_LOG(CM_LOG_WARN, "event=exit status=%d cleanup=skipped", rc);
+        live_httpd = m.httpd;
+        return rc;
+    }
+    live_httpd = m.httpd;
+    cm_httpd_stop(m.httpd);
+    cm_httpd_free(m.httpd);
+    /* No client connection is left (on_drain_tick); what remains are h2o's own timers and async handle,
+     * and ours. Nothing runs on this loop again. */
+    uv_walk(&m.loop, close_handle, NULL);
+    uv_run(&m.loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&m.loop) != 0)
+        CM_LOG(CM_LOG_WARN, "event=loop_close_busy");
+    signer_store_free_all();
+    CM_LOG(CM_LOG_INFO, "event=exit status=%d", rc);
+out:
+    cm_certs_free(certs);
+    return rc;
+}

@@ -1,0 +1,181 @@
+/*
+ * passkit-signer: serves signed .pkpass bundles built from the Redis data model (common/keys.h).
+ *
+ * Files: main.c (config, loop, signals, shutdown), passtypes.c (start-up certificate policy and the
+ * pk:passtype publication), routes_bundles.c (GET /v1/bundles/{ptid}/{serial} and the hop to the libuv
+ * thread pool), routes_health.c (GET /healthz), bundle_fetch.c (what one request does on a worker
+ * thread: Redis reads, cache, build, store), bundle_build.c (pass.json + manifest + signature + zip),
+ * cms_sign.c (the detached CMS signature), store.c (Redis commands on the worker thread's connection).
+ */
+#ifndef SIGNER_SIGNER_H
+#define SIGNER_SIGNER_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "common/certs.h"
+#include "common/manifest.h"
+#include "common/redis_url.h"
+
+/* Error codes of the signer's functions (0 is success). signer_error_status() maps them to HTTP. */
+enum {
+    SIGNER_ERR_NOT_FOUND = -2, /* no such pass: 404 */
+    SIGNER_ERR_REDIS = -3,     /* Redis unreachable or the connection broke: 503 */
+    SIGNER_ERR_DATA = -4,      /* stored data unusable: template gone, doc not an object, ...: 500 */
+    SIGNER_ERR_NO_CERT = -5,   /* no certificate loaded for the pass type: 500 */
+    SIGNER_ERR_INTERNAL = -6,  /* signing or archiving failed, Redis refused a command: 500 */
+};
+
+/* HTTP status for an error code, and the level its log line gets (a common/log.h level). */
+int signer_error_status(int rc, int *log_level);
+
+/* Process-wide settings, written by main.c before the loop starts and read-only afterwards (worker
+ * threads read them without locks). */
+typedef struct signer_app {
+    const cm_certs_t *certs;
+    cm_redis_url_t redis;
+    const char *public_url; /* becomes webServiceURL */
+    long cache_ttl;         /* seconds a bundle stays in pk:bundle:*; 0 disables the cache */
+} signer_app_t;
+
+/* Maximums for what a template may hold, checked before building. */
+#define SIGNER_TEMPLATE_MAX_FILES 128
+#define SIGNER_TEMPLATE_MAX_BYTES (16u * 1024 * 1024)
+#define SIGNER_DOC_MAX_BYTES      (256u * 1024)
+#define SIGNER_REDIS_TIMEOUT_MS   5000
+
+/* ---- routes_bundles.c, routes_health.c ---- */
+
+typedef struct cm_httpd cm_httpd_t;
+struct uv_loop_s;
+
+/* Registers GET/HEAD /v1/bundles/{passTypeIdentifier}/{serialNumber}. app must outlive the loop. */
+void signer_routes_bundles_register(cm_httpd_t *httpd, struct uv_loop_s *loop, const signer_app_t *app);
+/* Bundle requests handed to the thread pool whose after-work callback has not run yet (loop thread). */
+size_t signer_routes_bundles_pending(void);
+/* Registers GET /healthz. */
+void signer_routes_health_register(cm_httpd_t *httpd);
+
+/* ---- passtypes.c ---- */
+
+/* Start-up policy on the loaded certificates beyond common/certs.h: each pass type identifier is a
+ * valid one (common/ids.h), each certificate is issued by wwdr.pem and valid at now. Logs every
+ * problem (and a warning when the WWDR is not a G4). Returns 0, or -1 when the signer must not start. */
+int signer_passtypes_check(const cm_certs_t *certs, time_t now);
+
+/* HSET pk:passtype:{ptid} teamIdentifier <OU> notAfter <unix seconds> for every pass type, with a
+ * blocking connection (before the loop runs). While Redis is unreachable it logs and retries every
+ * second until it succeeds (returns 0) or *stop becomes non-zero (returns -1). */
+int signer_passtypes_publish(const cm_certs_t *certs, const cm_redis_url_t *url, volatile sig_atomic_t *stop);
+
+#define SIGNER_PASSTYPE_REFRESH_MS 60000
+
+/* Starts a loop timer that republishes the entries every SIGNER_PASSTYPE_REFRESH_MS, from the thread
+ * pool (one refresh at a time; failures are logged and retried at the next tick). */
+void signer_passtypes_refresh_start(struct uv_loop_s *loop, const cm_certs_t *certs,
+                                    const cm_redis_url_t *url);
+/* Stops the timer (idempotent). Returns 1 while a refresh is still running in the pool: call again until
+ * it returns 0 before disposing the loop. Loop thread only. */
+int signer_passtypes_refresh_stop(void);
+
+/* ---- bundle_fetch.c ---- */
+
+typedef struct signer_fetch_result {
+    int rc;                /* 0 or a SIGNER_ERR_* code */
+    char err[256];         /* the problem, for the reply and the log, when rc != 0 */
+    unsigned char *bundle; /* malloc'd .pkpass when rc == 0 */
+    size_t bundle_len;
+    char version[24];     /* the pass version (X-Pass-Version) */
+    time_t last_modified; /* the pass's lastModified (Last-Modified) */
+    int cache_hit;
+} signer_fetch_result_t;
+
+/* Produces the signed bundle of pass {ptid, serial} into *res (which it fully initialises; release
+ * with signer_fetch_result_dispose). Blocking: runs on a libuv worker thread, with that thread's
+ * Redis connection. Identifiers must already be validated. */
+void signer_bundle_fetch(const signer_app_t *app, const char *ptid, const char *serial,
+                         signer_fetch_result_t *res);
+void signer_fetch_result_dispose(signer_fetch_result_t *res);
+
+/* ---- bundle_build.c ---- */
+
+typedef struct signer_bundle_input {
+    const char *pass_type_id;
+    const char *serial;
+    const char *doc; /* the stored pass.json without the server's keys (JSON object text) */
+    size_t doc_len;
+    const char *auth_token;
+    const char *public_url;
+    time_t last_modified;   /* also the archive entries' mtime, so rebuilds are identical */
+    const cm_file_t *files; /* the template's files; pass.json, manifest.json, signature skipped */
+    size_t file_count;
+    const cm_pass_identity_t *identity;
+    struct x509_st *wwdr;
+} signer_bundle_input_t;
+
+/* Builds pass.json, manifest.json and the signature and zips them with the template files. Returns 0
+ * with *out (malloc'd) and *out_len, or SIGNER_ERR_DATA / SIGNER_ERR_INTERNAL with a reason in err.
+ * Thread-safe. */
+int signer_bundle_build(const signer_bundle_input_t *in, unsigned char **out, size_t *out_len, char *err,
+                        size_t err_size);
+
+/* ---- cms_sign.c ---- */
+
+/* Detached CMS (PKCS #7) signature of data[0..len), DER-encoded, signed by identity's certificate and
+ * key, carrying the certificate and wwdr (when not NULL), with the contentType, messageDigest and
+ * signingTime signed attributes. Returns 0 with *out (malloc'd) and *out_len, or SIGNER_ERR_INTERNAL
+ * with OpenSSL's reason in err. Thread-safe (the certificate and key are only read). */
+int signer_cms_sign(const cm_pass_identity_t *identity, struct x509_st *wwdr, const void *data, size_t len,
+                    unsigned char **out, size_t *out_len, char *err, size_t err_size);
+
+/* ---- store.c ---- */
+
+/* One blocking Redis connection, owned by one worker thread (connected lazily, dropped after an I/O
+ * error and made again on the next call). */
+typedef struct signer_store signer_store_t;
+
+/* The calling thread's store, created on first use. Never NULL. */
+signer_store_t *signer_store_for_thread(const cm_redis_url_t *url);
+/* Closes and frees every thread's store. Only once no worker runs (at shutdown). */
+void signer_store_free_all(void);
+
+typedef struct signer_pass_record {
+    char *template_id, *doc, *auth_token, *version;
+    size_t doc_len;
+    long long last_modified;
+} signer_pass_record_t;
+
+/* Reads pk:pass:{ptid}:{serial}. 0, SIGNER_ERR_NOT_FOUND, SIGNER_ERR_REDIS, or SIGNER_ERR_DATA when a
+ * field is missing or malformed (err says which). Release with signer_pass_record_dispose. */
+int signer_store_read_pass(signer_store_t *s, const char *ptid, const char *serial, signer_pass_record_t *out,
+                           char *err, size_t err_size);
+void signer_pass_record_dispose(signer_pass_record_t *rec);
+
+/* The "@rev" of pk:tpl:{template_id} (decimal digits) into rev. 0, SIGNER_ERR_NOT_FOUND (no template),
+ * SIGNER_ERR_REDIS, SIGNER_ERR_DATA. */
+int signer_store_template_rev(signer_store_t *s, const char *template_id, char *rev, size_t rev_size,
+                              char *err, size_t err_size);
+
+typedef struct signer_template {
+    char rev[24];
+    cm_file_t *files; /* sorted by name; names and bytes point into reply */
+    size_t count;
+    void *reply; /* the HGETALL reply that owns the bytes */
+} signer_template_t;
+
+/* Reads every "file:" field and "@rev" of pk:tpl:{template_id}. 0, SIGNER_ERR_NOT_FOUND, SIGNER_ERR_REDIS,
+ * SIGNER_ERR_DATA (over the limits, no @rev). Release with signer_template_dispose. */
+int signer_store_read_template(signer_store_t *s, const char *template_id, signer_template_t *out, char *err,
+                               size_t err_size);
+void signer_template_dispose(signer_template_t *tpl);
+
+/* GET key: 0 with *out (malloc'd) on a hit, SIGNER_ERR_NOT_FOUND on a miss, SIGNER_ERR_REDIS. */
+int signer_store_get_bundle(signer_store_t *s, const char *key, unsigned char **out, size_t *out_len,
+                            char *err, size_t err_size);
+/* SET key bytes EX ttl. 0, SIGNER_ERR_REDIS or SIGNER_ERR_INTERNAL. */
+int signer_store_put_bundle(signer_store_t *s, const char *key, const unsigned char *data, size_t len,
+                            long ttl, char *err, size_t err_size);
+
+#endif
