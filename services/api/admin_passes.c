@@ -206,8 +206,8 @@ static void on_context(redisReply *reply, void *data)
     doc = cm_json_merge_patch(tpl, pass);
     for (size_t i = 0; i < sizeof(server_keys) / sizeof(server_keys[0]); i++)
         json_object_del(doc, server_keys[i]);
-    overrides_s = json_dumps(pass, JSON_COMPACT);
-    doc_s = json_dumps(doc, JSON_COMPACT);
+    overrides_s = json_dumps(pass, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    doc_s = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15));
     const char *args[] = {op->ptid, op->serial, version != NULL ? version : "0", op->template_id, overrides_s,
                           doc_s, op->presented_token};
     api_op_eval(op, API_SCRIPT_WRITE_PASS, 7, args, NULL, on_written);

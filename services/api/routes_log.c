@@ -16,6 +16,19 @@
 #define MAX_LINES 100
 #define MAX_LINE_BYTES 4096
 
+/* A device's text in one logfmt value: quotes, backslashes and control characters become '?'. */
+static void log_line(const char *text, size_t len)
+{
+    char clean[301];
+    size_t n = len < sizeof(clean) - 1 ? len : sizeof(clean) - 1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)text[i];
+        clean[i] = (c < 0x20 || c == 0x7f || c == '"' || c == '\\') ? '?' : (char)c;
+    }
+    clean[n] = '\0';
+    CM_LOG(CM_LOG_INFO, "event=device_log line=\"%s\"", clean);
+}
+
 static void on_stored(redisReply *reply, void *data)
 {
     api_op_t *op = data;
@@ -61,8 +74,7 @@ static int on_log(void *data, h2o_req_t *req)
         }
         args[i + 1] = json_string_value(line);
         lens[i + 1] = json_string_length(line) > MAX_LINE_BYTES ? MAX_LINE_BYTES : json_string_length(line);
-        CM_LOG(CM_LOG_INFO, "event=device_log line=\"%.*s\"", (int)(lens[i + 1] > 300 ? 300 : lens[i + 1]),
-               args[i + 1]);
+        log_line(args[i + 1], lens[i + 1]);
     }
     api_op_t *op = api_op_new(app, req);
     op->body = body; /* keeps the strings alive until hiredis has copied them (it does so at once) */
