@@ -19,3 +19,9 @@ foreach(src ${INTEGRATION_TESTS})
     ENVIRONMENT "PASSKIT_BUILD_DIR=${CMAKE_BINARY_DIR};PASSKIT_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
     TIMEOUT 600 SKIP_RETURN_CODE 77)
 endforeach()
+
+# The APNs stand-in checks itself: every Apple status it claims to imitate, exactly.
+add_test(NAME standin/selftest COMMAND ${PYTHON3} ${CMAKE_SOURCE_DIR}/tests/apns-standin/selftest.py
+         $<TARGET_FILE:apns-standin>)
+set_tests_properties(standin/selftest PROPERTIES
+  ENVIRONMENT "PASSKIT_SOURCE_DIR=${CMAKE_SOURCE_DIR}" TIMEOUT 300 SKIP_RETURN_CODE 77)
