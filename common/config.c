@@ -16,8 +16,8 @@ int cm_config_load(const cm_config_var_t *vars, size_t count)
         if (value == NULL || value[0] == '\0')
             value = v->default_value;
         if (value == NULL) {
-            CM_LOG(CM_LOG_ERROR, "event=config_invalid var=%s reason=\"required but not set\" help=\"%s\"", v->name,
-                   v->help);
+            CM_LOG(CM_LOG_ERROR, "event=config_invalid var=%s reason=\"required but not set\" help=\"%s\"",
+                   v->name, v->help);
             bad = 1;
             continue;
         }
@@ -29,7 +29,8 @@ int cm_config_load(const cm_config_var_t *vars, size_t count)
         errno = 0;
         long n = strtol(value, &end, 10);
         if (errno != 0 || end == value || *end != '\0' || n < v->min || n > v->max) {
-            CM_LOG(CM_LOG_ERROR, "event=config_invalid var=%s value=\"%s\" reason=\"not an integer in [%ld, %ld]\"",
+            CM_LOG(CM_LOG_ERROR,
+                   "event=config_invalid var=%s value=\"%s\" reason=\"not an integer in [%ld, %ld]\"",
                    v->name, value, v->min, v->max);
             bad = 1;
             continue;

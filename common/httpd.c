@@ -107,7 +107,8 @@ int cm_httpd_new(h2o_loop_t *loop, const char *listen, size_t max_body, cm_httpd
     httpd->max_body = max_body;
     httpd->config.max_request_entity_size = max_body * 2;
     httpd->config.server_name = h2o_iovec_init(H2O_STRLIT("passkit"));
-    h2o_hostconf_t *host = h2o_config_register_host(&httpd->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&httpd->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
     struct dispatch_handler *h = (void *)h2o_create_handler(pathconf, sizeof(*h));
     h->super.on_req = on_req;
@@ -189,7 +190,8 @@ int cm_httpd_start(cm_httpd_t *httpd)
     if (r == 0)
         r = uv_listen((uv_stream_t *)&httpd->listener, 1024, on_accept);
     if (r != 0) {
-        CM_LOG(CM_LOG_ERROR, "event=listen_failed address=\"%s\" reason=\"%s\"", httpd->listen, uv_strerror(r));
+        CM_LOG(CM_LOG_ERROR, "event=listen_failed address=\"%s\" reason=\"%s\"", httpd->listen,
+               uv_strerror(r));
         cm_httpd_stop(httpd);
         return -1;
     }
@@ -249,21 +251,36 @@ void cm_httpd_add_header(h2o_req_t *req, const char *name, const char *value)
 static const char *reason_phrase(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 422: return "Unprocessable Content";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    default: return "";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 422:
+        return "Unprocessable Content";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "";
     }
 }
 

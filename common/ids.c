@@ -18,7 +18,8 @@ int cm_id_is_plain(const char *s, size_t len)
 
 int cm_id_is_pass_type(const char *s, size_t len)
 {
-    if (len <= 5 || len > CM_ID_MAX || s[0] != 'p' || s[1] != 'a' || s[2] != 's' || s[3] != 's' || s[4] != '.')
+    if (len <= 5 || len > CM_ID_MAX || s[0] != 'p' || s[1] != 'a' || s[2] != 's' || s[3] != 's' ||
+        s[4] != '.')
         return 0;
     for (size_t i = 5; i < len; i++)
         if (!is_alnum(s[i]) && s[i] != '.' && s[i] != '-')

@@ -14,7 +14,8 @@ json_t *cm_json_merge_patch(const json_t *target, const json_t *patch)
         abort();
     const char *key;
     json_t *value;
-    json_object_foreach((json_t *)patch, key, value) {
+    json_object_foreach((json_t *)patch, key, value)
+    {
         if (json_is_null(value)) {
             json_object_del(result, key);
             continue;

@@ -28,8 +28,8 @@
 #define MAX_ATTEMPTS 5
 
 /* Keys the server sets in every pass.json it signs; the issuer cannot choose them. */
-static const char *const server_keys[] = {"passTypeIdentifier", "serialNumber", "teamIdentifier", "webServiceURL",
-                                          "authenticationToken"};
+static const char *const server_keys[] = {"passTypeIdentifier", "serialNumber", "teamIdentifier",
+                                          "webServiceURL", "authenticationToken"};
 
 static void read_context(api_op_t *op);
 
@@ -65,7 +65,8 @@ static int check_resource(h2o_req_t *req, const json_t *res, const char *self_pt
 {
     const char *key;
     json_t *value;
-    json_object_foreach((json_t *)res, key, value) {
+    json_object_foreach((json_t *)res, key, value)
+    {
         if (strcmp(key, "templateId") != 0 && strcmp(key, "pass") != 0) {
             reply_json_error(req, 400, json_pack("{s:s}", "field", key),
                              "unknown field \"%s\" (expected \"templateId\" and \"pass\")", key);
@@ -84,12 +85,13 @@ static int check_resource(h2o_req_t *req, const json_t *res, const char *self_pt
         return -1;
     }
     json_t *token = json_object_get(pass, "authenticationToken");
-    if (token != NULL &&
-        (!json_is_string(token) || !cm_id_is_auth_token(json_string_value(token), json_string_length(token)))) {
-        reply_json_error(req, 400, json_pack("{s:s}", "field", "pass.authenticationToken"),
-                         "authenticationToken must be a string of %d to %d printable characters without spaces "
-                         "(Apple requires at least 16)",
-                         CM_AUTH_TOKEN_MIN, CM_AUTH_TOKEN_MAX);
+    if (token != NULL && (!json_is_string(token) ||
+                          !cm_id_is_auth_token(json_string_value(token), json_string_length(token)))) {
+        reply_json_error(
+            req, 400, json_pack("{s:s}", "field", "pass.authenticationToken"),
+            "authenticationToken must be a string of %d to %d printable characters without spaces "
+            "(Apple requires at least 16)",
+            CM_AUTH_TOKEN_MIN, CM_AUTH_TOKEN_MAX);
         return -1;
     }
     const char *own[] = {"passTypeIdentifier", self_ptid, "serialNumber", self_serial};
@@ -127,11 +129,11 @@ static void on_written(redisReply *reply, void *data)
     char lm[CM_HTTPDATE_SIZE], tag[32];
     cm_httpdate_format((time_t)reply->element[2]->integer, lm);
     snprintf(tag, sizeof(tag), "%lld", version);
-    json_t *res = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "passTypeIdentifier", op->ptid, "serialNumber", op->serial,
-                            "templateId", op->template_id, "authenticationToken", op->presented_token,
-                            "lastUpdated", tag, "lastModified", lm);
-    CM_LOG(CM_LOG_INFO, "event=pass_%s ptid=%s serial=%s version=%lld", created ? "created" : "updated", op->ptid,
-           op->serial, version);
+    json_t *res = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "passTypeIdentifier", op->ptid, "serialNumber",
+                            op->serial, "templateId", op->template_id, "authenticationToken",
+                            op->presented_token, "lastUpdated", tag, "lastModified", lm);
+    CM_LOG(CM_LOG_INFO, "event=pass_%s ptid=%s serial=%s version=%lld", created ? "created" : "updated",
+           op->ptid, op->serial, version);
     cm_httpd_send_json(req, created ? 201 : 200, res);
     json_decref(res);
 out:
@@ -156,8 +158,9 @@ static void on_context(redisReply *reply, void *data)
         goto out;
     }
     const char *version = str_or_null(reply->element[0]), *stored_tid = str_or_null(reply->element[1]),
-               *stored_overrides = str_or_null(reply->element[2]), *stored_token = str_or_null(reply->element[3]),
-               *tpl_json = str_or_null(reply->element[4]), *team = str_or_null(reply->element[5]);
+               *stored_overrides = str_or_null(reply->element[2]),
+               *stored_token = str_or_null(reply->element[3]), *tpl_json = str_or_null(reply->element[4]),
+               *team = str_or_null(reply->element[5]);
     if (op->is_patch) {
         if (version == NULL) {
             cm_httpd_send_error(req, 404, "no pass %s/%s", op->ptid, op->serial);
@@ -172,11 +175,13 @@ static void on_context(redisReply *reply, void *data)
     }
     if (check_resource(req, resource, op->ptid, op->serial) != 0)
         goto out;
-    snprintf(op->template_id, sizeof(op->template_id), "%s", json_string_value(json_object_get(resource, "templateId")));
+    snprintf(op->template_id, sizeof(op->template_id), "%s",
+             json_string_value(json_object_get(resource, "templateId")));
     if (team == NULL) {
-        reply_json_error(req, 422, json_pack("{s:s}", "passTypeIdentifier", op->ptid),
-                         "no certificate for pass type %s: the signer has none loaded (CERTS_DIR/%s/certificate.pem)",
-                         op->ptid, op->ptid);
+        reply_json_error(
+            req, 422, json_pack("{s:s}", "passTypeIdentifier", op->ptid),
+            "no certificate for pass type %s: the signer has none loaded (CERTS_DIR/%s/certificate.pem)",
+            op->ptid, op->ptid);
         goto out;
     }
     if (tpl_json == NULL) {
@@ -208,8 +213,9 @@ static void on_context(redisReply *reply, void *data)
         json_object_del(doc, server_keys[i]);
     overrides_s = json_dumps(pass, JSON_COMPACT | JSON_REAL_PRECISION(15));
     doc_s = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15));
-    const char *args[] = {op->ptid, op->serial, version != NULL ? version : "0", op->template_id, overrides_s,
-                          doc_s, op->presented_token};
+    const char *args[] = {op->ptid,           op->serial,  version != NULL ? version : "0",
+                          op->template_id,    overrides_s, doc_s,
+                          op->presented_token};
     api_op_eval(op, API_SCRIPT_WRITE_PASS, 7, args, NULL, on_written);
     op = NULL; /* owned by the script's callback now */
 out:
@@ -236,7 +242,8 @@ void api_admin_write_pass(api_op_t *op, h2o_req_t *req)
     json_t *body = json_loadb(req->entity.base != NULL ? req->entity.base : "", req->entity.len, 0, &jerr);
     if (body == NULL) {
         reply_json_error(req, 400, json_pack("{s:i,s:i}", "line", jerr.line, "column", jerr.column),
-                         "body is not valid JSON: %s at line %d, column %d", jerr.text, jerr.line, jerr.column);
+                         "body is not valid JSON: %s at line %d, column %d", jerr.text, jerr.line,
+                         jerr.column);
         api_op_free(op);
         return;
     }
@@ -246,7 +253,8 @@ void api_admin_write_pass(api_op_t *op, h2o_req_t *req)
         api_op_free(op);
         return;
     }
-    if (op->is_patch && json_object_get(body, "templateId") == NULL && json_object_get(body, "pass") == NULL) {
+    if (op->is_patch && json_object_get(body, "templateId") == NULL &&
+        json_object_get(body, "pass") == NULL) {
         json_t *wrapped = json_pack("{s:o}", "pass", body); /* a merge patch of the pass itself */
         body = wrapped;
     }

@@ -27,8 +27,8 @@ typedef struct api_app {
     cm_httpd_t *httpd;
     api_redis_t *redis;
     api_signer_t *signer;
-    char *base_path;     /* the path of PUBLIC_URL without trailing '/', "" for none */
-    char *prefixes[16];  /* route prefixes built by api_route_v1, freed at exit */
+    char *base_path;    /* the path of PUBLIC_URL without trailing '/', "" for none */
+    char *prefixes[16]; /* route prefixes built by api_route_v1, freed at exit */
     size_t prefix_count;
 } api_app_t;
 

@@ -24,13 +24,16 @@ static uv_timer_t drain_timer;
 static uint64_t drain_deadline;
 
 static const cm_config_var_t config_vars[] = {
-    {"REDIS_URL", CM_CONFIG_STRING, "redis://127.0.0.1:6379/0", 0, 0, 0, &app.cfg.redis_url, "redis://host:port/db"},
+    {"REDIS_URL", CM_CONFIG_STRING, "redis://127.0.0.1:6379/0", 0, 0, 0, &app.cfg.redis_url,
+     "redis://host:port/db"},
     {"API_LISTEN", CM_CONFIG_STRING, "0.0.0.0:8080", 0, 0, 0, &app.cfg.listen, "host:port to listen on"},
-    {"SIGNER_URL", CM_CONFIG_STRING, "http://127.0.0.1:8081", 0, 0, 0, &app.cfg.signer_url, "base URL of the signer"},
+    {"SIGNER_URL", CM_CONFIG_STRING, "http://127.0.0.1:8081", 0, 0, 0, &app.cfg.signer_url,
+     "base URL of the signer"},
     {"PUBLIC_URL", CM_CONFIG_STRING, "http://localhost:8080", 0, 0, 0, &app.cfg.public_url,
      "webServiceURL of the passes; its path prefixes /v1"},
     {"ADMIN_TOKEN", CM_CONFIG_STRING, NULL, 0, 0, 1, &app.cfg.admin_token, "bearer token of the admin API"},
-    {"MAX_BODY_BYTES", CM_CONFIG_INT, "10485760", 1024, 104857600, 0, &app.cfg.max_body, "largest request body"},
+    {"MAX_BODY_BYTES", CM_CONFIG_INT, "10485760", 1024, 104857600, 0, &app.cfg.max_body,
+     "largest request body"},
     {"SIGNER_TIMEOUT_MS", CM_CONFIG_INT, "10000", 100, 600000, 0, &app.cfg.signer_timeout_ms,
      "how long to wait for the signer"},
     {"LOG_LEVEL", CM_CONFIG_STRING, "info", 0, 0, 0, &app.cfg.log_level, "debug, info, warn or error"},
@@ -61,7 +64,8 @@ static int public_base_path(const char *url, char **out)
     int rc = -1;
     if (u == NULL)
         abort();
-    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK || curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
         goto out;
     size_t n = strlen(path);
     while (n > 0 && path[n - 1] == '/')
@@ -100,7 +104,8 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     if (uv_is_active((uv_handle_t *)&drain_timer))
         return;
-    CM_LOG(CM_LOG_INFO, "event=shutdown_started signal=%d inflight=%zu", signum, cm_httpd_inflight(app.httpd));
+    CM_LOG(CM_LOG_INFO, "event=shutdown_started signal=%d inflight=%zu", signum,
+           cm_httpd_inflight(app.httpd));
     cm_httpd_stop(app.httpd);
     drain_deadline = uv_now(s->loop) + SHUTDOWN_GRACE_MS;
     uv_timer_start(&drain_timer, on_drain_tick, 0, 20);

@@ -47,15 +47,16 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     redisReply *rep = reply;
     if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
-        CM_LOG(CM_LOG_ERROR, "event=redis_setup_failed command=%s reason=\"%s\"", (const char *)privdata, rep->str);
+        CM_LOG(CM_LOG_ERROR, "event=redis_setup_failed command=%s reason=\"%s\"", (const char *)privdata,
+               rep->str);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     api_redis_t *r = ac->data;
     if (status != REDIS_OK) {
-        CM_LOG(CM_LOG_WARN, "event=redis_connect_failed host=%s port=%d reason=\"%s\"", r->url.host, r->url.port,
-               ac->errstr);
+        CM_LOG(CM_LOG_WARN, "event=redis_connect_failed host=%s port=%d reason=\"%s\"", r->url.host,
+               r->url.port, ac->errstr);
         r->ac = NULL; /* hiredis frees the context after this callback */
         if (!r->closing)
             uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);

@@ -37,7 +37,8 @@ void api_op_free(api_op_t *op)
     free(op);
 }
 
-int api_op_eval(api_op_t *op, const char *script, int nargs, const char **args, const size_t *lens, api_redis_cb cb)
+int api_op_eval(api_op_t *op, const char *script, int nargs, const char **args, const size_t *lens,
+                api_redis_cb cb)
 {
     enum { MAX_ARGS = 512 };
     const char *argv[MAX_ARGS + 3];
@@ -133,7 +134,8 @@ static void on_authorize(redisReply *reply, void *data)
         cm_httpd_send_error(req, 401, "authentication token does not match");
         goto done;
     }
-    op->version = reply->element[1]->type == REDIS_REPLY_STRING ? strtoll(reply->element[1]->str, NULL, 10) : 0;
+    op->version =
+        reply->element[1]->type == REDIS_REPLY_STRING ? strtoll(reply->element[1]->str, NULL, 10) : 0;
     op->last_modified =
         reply->element[2]->type == REDIS_REPLY_STRING ? (time_t)strtoll(reply->element[2]->str, NULL, 10) : 0;
     op->next(op, req);

@@ -29,10 +29,10 @@ struct api_op {
     char template_id[CM_ID_MAX + 1];
     char presented_token[CM_AUTH_TOKEN_MAX + 1]; /* from Authorization: ApplePass <token> */
     char push_token[CM_PUSH_TOKEN_MAX + 1];
-    long long version;      /* the pass's version, read by api_pass_authorize */
-    time_t last_modified;   /* the pass's Last-Modified second */
-    api_op_step_fn next;    /* continuation after api_pass_authorize */
-    struct json_t *body;    /* parsed request body, owned */
+    long long version;    /* the pass's version, read by api_pass_authorize */
+    time_t last_modified; /* the pass's Last-Modified second */
+    api_op_step_fn next;  /* continuation after api_pass_authorize */
+    struct json_t *body;  /* parsed request body, owned */
     int is_patch, attempts;
 };
 
@@ -42,7 +42,8 @@ void api_op_free(api_op_t *op);
 
 /* EVAL script with the given arguments (no keys). On an immediate failure (Redis not connected) it
  * replies 503 to the request itself, frees op and returns -1; otherwise cb gets op as data. */
-int api_op_eval(api_op_t *op, const char *script, int nargs, const char **args, const size_t *lens, api_redis_cb cb);
+int api_op_eval(api_op_t *op, const char *script, int nargs, const char **args, const size_t *lens,
+                api_redis_cb cb);
 
 /* Replies 503 (Redis unreachable: reply NULL) or 500 (a Redis error reply), logging the cause. */
 void api_reply_redis_failure(h2o_req_t *req, const struct redisReply *reply);
@@ -57,7 +58,8 @@ int api_secret_equal(const char *a, const char *b);
 
 /* Copies segment i of a split path into out when check accepts it; 0 on success, -1 otherwise. */
 struct cm_path;
-int api_path_id(const struct cm_path *p, size_t i, int (*check)(const char *, size_t), char *out, size_t size);
+int api_path_id(const struct cm_path *p, size_t i, int (*check)(const char *, size_t), char *out,
+                size_t size);
 
 /*
  * The authorization step shared by register, unregister and get-pass: reads the pass's authToken,

@@ -3,8 +3,8 @@
  * Errors are JSON: {"error": "..."} plus details where they help (file, line, column).
  *
  *   PUT   /admin/v1/templates/{templateId}            body: zip of a pass model      201 new, 200 replaced
- *   PUT   /admin/v1/passes/{ptid}/{serial}             {"templateId", "pass": {...}}  201 created, 200 replaced
- *   PATCH /admin/v1/passes/{ptid}/{serial}             JSON merge patch               200, 404 unknown
+ *   PUT   /admin/v1/passes/{ptid}/{serial}             {"templateId", "pass": {...}}  201 created, 200
+ * replaced PATCH /admin/v1/passes/{ptid}/{serial}             JSON merge patch               200, 404 unknown
  *   GET   /admin/v1/passes/{ptid}/{serial}             stored state + device count    200, 404
  *   GET   /admin/v1/passes/{ptid}/{serial}/pkpass      the signed bundle              200, 404, 503
  */
@@ -61,7 +61,8 @@ static int on_admin(void *data, h2o_req_t *req)
         return -1;
     op = api_op_new(app, req);
     if (api_path_id(&path, 3, cm_id_is_pass_type, op->ptid, sizeof(op->ptid)) != 0) {
-        cm_httpd_send_error(req, 400, "passTypeIdentifier must start with \"pass.\" and use [A-Za-z0-9.-] (at most %d)",
+        cm_httpd_send_error(req, 400,
+                            "passTypeIdentifier must start with \"pass.\" and use [A-Za-z0-9.-] (at most %d)",
                             CM_ID_MAX);
         api_op_free(op);
         return 0;

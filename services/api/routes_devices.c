@@ -32,7 +32,8 @@ static void on_registered(redisReply *reply, void *data)
         cm_httpd_send_error(req, 404, "no pass %s/%s", op->ptid, op->serial);
         goto out;
     }
-    CM_LOG(CM_LOG_INFO, "event=registered ptid=%s serial=%s new=%d", op->ptid, op->serial, (int)reply->integer);
+    CM_LOG(CM_LOG_INFO, "event=registered ptid=%s serial=%s new=%d", op->ptid, op->serial,
+           (int)reply->integer);
     cm_httpd_send_empty(req, reply->integer == 1 ? 201 : 200);
 out:
     api_op_free(op);
@@ -44,7 +45,8 @@ static void register_authorized(api_op_t *op, h2o_req_t *req)
     json_t *body = json_loadb(req->entity.base != NULL ? req->entity.base : "", req->entity.len, 0, &jerr);
     const char *token = json_string_value(json_object_get(body, "pushToken"));
     if (body == NULL) {
-        cm_httpd_send_error(req, 400, "body is not JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        cm_httpd_send_error(req, 400, "body is not JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                            jerr.column);
         goto fail;
     }
     if (token == NULL) {
@@ -138,10 +140,12 @@ static int on_devices(void *data, h2o_req_t *req)
     while (v1 < path.count && !cm_path_is(&path, v1, "v1"))
         v1++;
     size_t n = path.count - v1;
-    if ((n != 5 && n != 6) || !cm_path_is(&path, v1 + 1, "devices") || !cm_path_is(&path, v1 + 3, "registrations"))
+    if ((n != 5 && n != 6) || !cm_path_is(&path, v1 + 1, "devices") ||
+        !cm_path_is(&path, v1 + 3, "registrations"))
         return -1;
     if (api_path_id(&path, v1 + 2, cm_id_is_plain, dli, sizeof(dli)) != 0) {
-        cm_httpd_send_error(req, 400, "deviceLibraryIdentifier must be 1 to %d characters [A-Za-z0-9._-]", CM_ID_MAX);
+        cm_httpd_send_error(req, 400, "deviceLibraryIdentifier must be 1 to %d characters [A-Za-z0-9._-]",
+                            CM_ID_MAX);
         return 0;
     }
     if (api_path_id(&path, v1 + 4, cm_id_is_pass_type, ptid, sizeof(ptid)) != 0) {

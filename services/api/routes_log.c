@@ -12,8 +12,8 @@
 #include <jansson.h>
 #include <string.h>
 
-#define LOG_KEEP "1000"
-#define MAX_LINES 100
+#define LOG_KEEP       "1000"
+#define MAX_LINES      100
 #define MAX_LINE_BYTES 4096
 
 /* A device's text in one logfmt value: quotes, backslashes and control characters become '?'. */

@@ -49,8 +49,8 @@ static void on_bundle(const api_signer_result_t *res, void *data)
         cm_httpd_add_header(req, "Retry-After", "10");
         cm_httpd_send_error(req, 503, "the signer is unavailable, try again later");
     } else {
-        CM_LOG(CM_LOG_ERROR, "event=signer_failed ptid=%s serial=%s status=%d reason=\"%s\"", op->ptid, op->serial,
-               res->status, res->error);
+        CM_LOG(CM_LOG_ERROR, "event=signer_failed ptid=%s serial=%s status=%d reason=\"%s\"", op->ptid,
+               op->serial, res->status, res->error);
         cm_httpd_send_error(req, 502, "the signer could not build the pass (status %d)", res->status);
     }
 out:

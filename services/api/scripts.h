@@ -8,105 +8,105 @@
 
 /* ARGV: ptid, serial, dli, pushToken. Returns -1 (no such pass), 1 (new registration) or 0 (existing;
  * the push token is replaced: a device may get a new one). */
-#define API_SCRIPT_REGISTER                                                                                 \
-    "local pass = 'pk:pass:'..ARGV[1]..':'..ARGV[2]\n"                                                    \
-    "if redis.call('EXISTS', pass) == 0 then return -1 end\n"                                             \
-    "local added = redis.call('SADD', 'pk:regs:'..ARGV[1]..':'..ARGV[2], ARGV[3])\n"                      \
-    "redis.call('SADD', 'pk:devpasses:'..ARGV[3]..':'..ARGV[1], ARGV[2])\n"                               \
-    "redis.call('SET', 'pk:devtoken:'..ARGV[3]..':'..ARGV[1], ARGV[4])\n"                                 \
+#define API_SCRIPT_REGISTER                                                                                  \
+    "local pass = 'pk:pass:'..ARGV[1]..':'..ARGV[2]\n"                                                       \
+    "if redis.call('EXISTS', pass) == 0 then return -1 end\n"                                                \
+    "local added = redis.call('SADD', 'pk:regs:'..ARGV[1]..':'..ARGV[2], ARGV[3])\n"                         \
+    "redis.call('SADD', 'pk:devpasses:'..ARGV[3]..':'..ARGV[1], ARGV[2])\n"                                  \
+    "redis.call('SET', 'pk:devtoken:'..ARGV[3]..':'..ARGV[1], ARGV[4])\n"                                    \
     "return added\n"
 
 /* ARGV: ptid, serial, dli. Removes the registration (if any) and the device's token for the pass type
  * once it has no registration of that type left. Returns 1 when something was removed, else 0. */
-#define API_SCRIPT_UNREGISTER                                                                               \
-    "redis.call('SREM', 'pk:regs:'..ARGV[1]..':'..ARGV[2], ARGV[3])\n"                                    \
-    "local dp = 'pk:devpasses:'..ARGV[3]..':'..ARGV[1]\n"                                                 \
-    "local removed = redis.call('SREM', dp, ARGV[2])\n"                                                   \
-    "if redis.call('SCARD', dp) == 0 then redis.call('DEL', 'pk:devtoken:'..ARGV[3]..':'..ARGV[1]) end\n" \
+#define API_SCRIPT_UNREGISTER                                                                                \
+    "redis.call('SREM', 'pk:regs:'..ARGV[1]..':'..ARGV[2], ARGV[3])\n"                                       \
+    "local dp = 'pk:devpasses:'..ARGV[3]..':'..ARGV[1]\n"                                                    \
+    "local removed = redis.call('SREM', dp, ARGV[2])\n"                                                      \
+    "if redis.call('SCARD', dp) == 0 then redis.call('DEL', 'pk:devtoken:'..ARGV[3]..':'..ARGV[1]) end\n"    \
     "return removed\n"
 
 /* ARGV: ptid, dli, since (a version number; 0 = everything). Returns {} when nothing changed, else
  * {newest version, {serials sorted}} over the device's passes of that type with version > since. */
-#define API_SCRIPT_LIST                                                                                     \
-    "local serials = redis.call('SMEMBERS', 'pk:devpasses:'..ARGV[2]..':'..ARGV[1])\n"                    \
-    "local since = tonumber(ARGV[3]) or 0\n"                                                              \
-    "local out, newest = {}, 0\n"                                                                         \
-    "for _, s in ipairs(serials) do\n"                                                                    \
-    "  local v = tonumber(redis.call('HGET', 'pk:pass:'..ARGV[1]..':'..s, 'version'))\n"                 \
-    "  if v and v > since then\n"                                                                         \
-    "    out[#out + 1] = s\n"                                                                             \
-    "    if v > newest then newest = v end\n"                                                             \
-    "  end\n"                                                                                             \
-    "end\n"                                                                                               \
-    "if #out == 0 then return {} end\n"                                                                   \
-    "table.sort(out)\n"                                                                                   \
+#define API_SCRIPT_LIST                                                                                      \
+    "local serials = redis.call('SMEMBERS', 'pk:devpasses:'..ARGV[2]..':'..ARGV[1])\n"                       \
+    "local since = tonumber(ARGV[3]) or 0\n"                                                                 \
+    "local out, newest = {}, 0\n"                                                                            \
+    "for _, s in ipairs(serials) do\n"                                                                       \
+    "  local v = tonumber(redis.call('HGET', 'pk:pass:'..ARGV[1]..':'..s, 'version'))\n"                     \
+    "  if v and v > since then\n"                                                                            \
+    "    out[#out + 1] = s\n"                                                                                \
+    "    if v > newest then newest = v end\n"                                                                \
+    "  end\n"                                                                                                \
+    "end\n"                                                                                                  \
+    "if #out == 0 then return {} end\n"                                                                      \
+    "table.sort(out)\n"                                                                                      \
     "return {string.format('%d', newest), out}\n"
 
 /* ARGV: ptid, serial, templateId ('' = the pass's own). Returns {version, templateId, overrides,
  * authToken, template pass.json, teamIdentifier of the pass type}, each false when absent. */
-#define API_SCRIPT_WRITE_CONTEXT                                                                            \
-    "local p = redis.call('HMGET', 'pk:pass:'..ARGV[1]..':'..ARGV[2], 'version', 'templateId',\n"         \
-    "                     'overrides', 'authToken')\n"                                                    \
-    "local tid = ARGV[3]\n"                                                                               \
-    "if tid == '' then tid = p[2] end\n"                                                                  \
-    "local tpl = false\n"                                                                                 \
-    "if tid then tpl = redis.call('HGET', 'pk:tpl:'..tid, 'file:pass.json') end\n"                        \
-    "local team = redis.call('HGET', 'pk:passtype:'..ARGV[1], 'teamIdentifier')\n"                        \
+#define API_SCRIPT_WRITE_CONTEXT                                                                             \
+    "local p = redis.call('HMGET', 'pk:pass:'..ARGV[1]..':'..ARGV[2], 'version', 'templateId',\n"            \
+    "                     'overrides', 'authToken')\n"                                                       \
+    "local tid = ARGV[3]\n"                                                                                  \
+    "if tid == '' then tid = p[2] end\n"                                                                     \
+    "local tpl = false\n"                                                                                    \
+    "if tid then tpl = redis.call('HGET', 'pk:tpl:'..tid, 'file:pass.json') end\n"                           \
+    "local team = redis.call('HGET', 'pk:passtype:'..ARGV[1], 'teamIdentifier')\n"                           \
     "return {p[1], p[2], p[3], p[4], tpl, team}\n"
 
 /* ARGV: ptid, serial, expected version ('0' = must not exist), templateId, overrides, doc, authToken.
  * Takes the next pk:seq value as the pass's version, a Last-Modified second that is strictly later
  * than the previous one, stores the pass and appends its event, atomically. Returns {-409} when the
  * version moved meanwhile (the caller retries), else {created (1|0), version, lastModified}. */
-#define API_SCRIPT_WRITE_PASS                                                                               \
-    "local key = 'pk:pass:'..ARGV[1]..':'..ARGV[2]\n"                                                     \
-    "local cur = redis.call('HGET', key, 'version')\n"                                                    \
-    "if (cur or '0') ~= ARGV[3] then return {-409} end\n"                                                 \
-    "local v = redis.call('INCR', 'pk:seq')\n"                                                            \
-    "local now = tonumber(redis.call('TIME')[1])\n"                                                       \
-    "local prev = tonumber(redis.call('HGET', key, 'lastModified') or '0')\n"                             \
-    "local lm = now\n"                                                                                    \
-    "if lm <= prev then lm = prev + 1 end\n"                                                              \
-    "local created = 0\n"                                                                                 \
-    "if not cur then\n"                                                                                   \
-    "  created = 1\n"                                                                                     \
-    "  redis.call('HSET', key, 'createdAt', string.format('%d', now), 'authToken', ARGV[7])\n"           \
-    "end\n"                                                                                               \
-    "local vs, lms = string.format('%d', v), string.format('%d', lm)\n"                                   \
-    "redis.call('HSET', key, 'templateId', ARGV[4], 'overrides', ARGV[5], 'doc', ARGV[6],\n"              \
-    "           'version', vs, 'lastModified', lms)\n"                                                    \
-    "redis.call('XADD', 'pk:events', '*', 'type', created == 1 and 'pass.created' or 'pass.updated',\n"   \
-    "           'passTypeIdentifier', ARGV[1], 'serialNumber', ARGV[2], 'version', vs)\n"                 \
+#define API_SCRIPT_WRITE_PASS                                                                                \
+    "local key = 'pk:pass:'..ARGV[1]..':'..ARGV[2]\n"                                                        \
+    "local cur = redis.call('HGET', key, 'version')\n"                                                       \
+    "if (cur or '0') ~= ARGV[3] then return {-409} end\n"                                                    \
+    "local v = redis.call('INCR', 'pk:seq')\n"                                                               \
+    "local now = tonumber(redis.call('TIME')[1])\n"                                                          \
+    "local prev = tonumber(redis.call('HGET', key, 'lastModified') or '0')\n"                                \
+    "local lm = now\n"                                                                                       \
+    "if lm <= prev then lm = prev + 1 end\n"                                                                 \
+    "local created = 0\n"                                                                                    \
+    "if not cur then\n"                                                                                      \
+    "  created = 1\n"                                                                                        \
+    "  redis.call('HSET', key, 'createdAt', string.format('%d', now), 'authToken', ARGV[7])\n"               \
+    "end\n"                                                                                                  \
+    "local vs, lms = string.format('%d', v), string.format('%d', lm)\n"                                      \
+    "redis.call('HSET', key, 'templateId', ARGV[4], 'overrides', ARGV[5], 'doc', ARGV[6],\n"                 \
+    "           'version', vs, 'lastModified', lms)\n"                                                       \
+    "redis.call('XADD', 'pk:events', '*', 'type', created == 1 and 'pass.created' or 'pass.updated',\n"      \
+    "           'passTypeIdentifier', ARGV[1], 'serialNumber', ARGV[2], 'version', vs)\n"                    \
     "return {created, v, lm}\n"
 
 /* ARGV: templateId, then name, bytes pairs. Replaces the whole template and appends a
  * template.updated event. Returns {existed (1|0), revision}. */
-#define API_SCRIPT_STORE_TEMPLATE                                                                           \
-    "local key = 'pk:tpl:'..ARGV[1]\n"                                                                    \
-    "local existed = redis.call('EXISTS', key)\n"                                                         \
-    "redis.call('DEL', key)\n"                                                                            \
-    "local rev = redis.call('INCR', 'pk:seq')\n"                                                          \
-    "local n = 0\n"                                                                                       \
-    "for i = 2, #ARGV, 2 do\n"                                                                            \
-    "  redis.call('HSET', key, 'file:'..ARGV[i], ARGV[i + 1])\n"                                          \
-    "  n = n + 1\n"                                                                                       \
-    "end\n"                                                                                               \
-    "local revs = string.format('%d', rev)\n"                                                             \
-    "redis.call('HSET', key, '@rev', revs, '@files', string.format('%d', n))\n"                           \
-    "redis.call('XADD', 'pk:events', '*', 'type', 'template.updated', 'templateId', ARGV[1],\n"          \
-    "           'revision', revs)\n"                                                                      \
+#define API_SCRIPT_STORE_TEMPLATE                                                                            \
+    "local key = 'pk:tpl:'..ARGV[1]\n"                                                                       \
+    "local existed = redis.call('EXISTS', key)\n"                                                            \
+    "redis.call('DEL', key)\n"                                                                               \
+    "local rev = redis.call('INCR', 'pk:seq')\n"                                                             \
+    "local n = 0\n"                                                                                          \
+    "for i = 2, #ARGV, 2 do\n"                                                                               \
+    "  redis.call('HSET', key, 'file:'..ARGV[i], ARGV[i + 1])\n"                                             \
+    "  n = n + 1\n"                                                                                          \
+    "end\n"                                                                                                  \
+    "local revs = string.format('%d', rev)\n"                                                                \
+    "redis.call('HSET', key, '@rev', revs, '@files', string.format('%d', n))\n"                              \
+    "redis.call('XADD', 'pk:events', '*', 'type', 'template.updated', 'templateId', ARGV[1],\n"              \
+    "           'revision', revs)\n"                                                                         \
     "return {existed, rev}\n"
 
 /* ARGV: ptid, serial. Returns {} when unknown, else {the pass hash as a flat list, device count}. */
-#define API_SCRIPT_READ_PASS                                                                                \
-    "local h = redis.call('HGETALL', 'pk:pass:'..ARGV[1]..':'..ARGV[2])\n"                                \
-    "if #h == 0 then return {} end\n"                                                                     \
+#define API_SCRIPT_READ_PASS                                                                                 \
+    "local h = redis.call('HGETALL', 'pk:pass:'..ARGV[1]..':'..ARGV[2])\n"                                   \
+    "if #h == 0 then return {} end\n"                                                                        \
     "return {h, redis.call('SCARD', 'pk:regs:'..ARGV[1]..':'..ARGV[2])}\n"
 
 /* ARGV: max lines kept, then the log lines. */
-#define API_SCRIPT_APPEND_LOGS                                                                              \
-    "for i = 2, #ARGV do redis.call('RPUSH', 'pk:logs', ARGV[i]) end\n"                                   \
-    "redis.call('LTRIM', 'pk:logs', -tonumber(ARGV[1]), -1)\n"                                            \
+#define API_SCRIPT_APPEND_LOGS                                                                               \
+    "for i = 2, #ARGV do redis.call('RPUSH', 'pk:logs', ARGV[i]) end\n"                                      \
+    "redis.call('LTRIM', 'pk:logs', -tonumber(ARGV[1]), -1)\n"                                               \
     "return #ARGV - 1\n"
 
 #endif

@@ -220,7 +220,8 @@ int api_signer_new(uv_loop_t *loop, const char *base_url, long timeout_ms, api_s
     return 0;
 }
 
-void api_signer_fetch(api_signer_t *s, const char *pass_type_id, const char *serial, api_signer_cb cb, void *data)
+void api_signer_fetch(api_signer_t *s, const char *pass_type_id, const char *serial, api_signer_cb cb,
+                      void *data)
 {
     struct transfer *t = calloc(1, sizeof(*t));
     if (t == NULL)

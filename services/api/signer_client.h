@@ -15,10 +15,10 @@
 #include "app.h"
 
 typedef struct api_signer_result {
-    int status;              /* HTTP status of the signer's answer; 0 when there was none */
-    char error[256];         /* transport error (status 0) or the signer's error text */
-    char last_modified[64];  /* the Last-Modified header of a 200 */
-    char version[32];        /* the X-Pass-Version header of a 200 */
+    int status;             /* HTTP status of the signer's answer; 0 when there was none */
+    char error[256];        /* transport error (status 0) or the signer's error text */
+    char last_modified[64]; /* the Last-Modified header of a 200 */
+    char version[32];       /* the X-Pass-Version header of a 200 */
     const char *body;
     size_t len;
 } api_signer_result_t;

@@ -27,7 +27,8 @@ static int is_ignored(const char *name)
     size_t n = strlen(name);
     const char *base = strrchr(name, '/');
     base = base != NULL ? base + 1 : name;
-    return n == 0 || name[n - 1] == '/' || strncmp(name, "__MACOSX/", 9) == 0 || strcmp(base, ".DS_Store") == 0;
+    return n == 0 || name[n - 1] == '/' || strncmp(name, "__MACOSX/", 9) == 0 ||
+           strcmp(base, ".DS_Store") == 0;
 }
 
 static int is_safe_name(const char *name)
@@ -88,7 +89,8 @@ int api_template_from_zip(const void *zip, size_t len, api_template_t *out, json
     zip_error_init(&zerr);
     zip_source_t *src = zip_source_buffer_create(zip, len, 0, &zerr);
     if (src == NULL || (za = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &zerr)) == NULL) {
-        err = error_new(NULL, "the body is not a zip archive of a pass model (%s)", zip_error_strerror(&zerr));
+        err =
+            error_new(NULL, "the body is not a zip archive of a pass model (%s)", zip_error_strerror(&zerr));
         zip_source_free(src);
         goto out;
     }
@@ -107,7 +109,8 @@ int api_template_from_zip(const void *zip, size_t len, api_template_t *out, json
         if (strcmp(name, "manifest.json") == 0 || strcmp(name, "signature") == 0)
             continue;
         if (!is_safe_name(name)) {
-            err = error_new(st.name, "file name \"%s\" is not allowed (relative, no \"..\", at most one folder)",
+            err = error_new(st.name,
+                            "file name \"%s\" is not allowed (relative, no \"..\", at most one folder)",
                             st.name);
             goto out;
         }
@@ -120,7 +123,8 @@ int api_template_from_zip(const void *zip, size_t len, api_template_t *out, json
             goto out;
         }
         if (st.size > API_TEMPLATE_MAX_BYTES - total) {
-            err = error_new(name, "the pass model is larger than %u bytes once decompressed", API_TEMPLATE_MAX_BYTES);
+            err = error_new(name, "the pass model is larger than %u bytes once decompressed",
+                            API_TEMPLATE_MAX_BYTES);
             goto out;
         }
         api_template_file_t *f = &out->files[out->count];
@@ -151,9 +155,11 @@ int api_template_from_zip(const void *zip, size_t len, api_template_t *out, json
     json_t *doc = json_loadb(pass->data, pass->len, 0, &jerr);
     if (doc == NULL) {
         /* jansson reports a trailing comma as a missing string before the closing bracket. */
-        int trailing_comma = strstr(jerr.text, "expected near '}'") != NULL || strstr(jerr.text, "expected near ']'");
-        err = error_new("pass.json", "pass.json is not valid JSON: %s at line %d, column %d%s", jerr.text, jerr.line,
-                        jerr.column, trailing_comma ? " (is there a trailing comma before it?)" : "");
+        int trailing_comma =
+            strstr(jerr.text, "expected near '}'") != NULL || strstr(jerr.text, "expected near ']'");
+        err = error_new("pass.json", "pass.json is not valid JSON: %s at line %d, column %d%s", jerr.text,
+                        jerr.line, jerr.column,
+                        trailing_comma ? " (is there a trailing comma before it?)" : "");
         json_object_set_new(err, "line", json_integer(jerr.line));
         json_object_set_new(err, "column", json_integer(jerr.column));
         goto out;

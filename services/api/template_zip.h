@@ -19,7 +19,7 @@ struct json_t;
 
 #define API_TEMPLATE_MAX_FILES 100
 #define API_TEMPLATE_MAX_BYTES (32u << 20)
-#define API_TEMPLATE_NAME_MAX 200
+#define API_TEMPLATE_NAME_MAX  200
 
 typedef struct api_template_file {
     char *name;

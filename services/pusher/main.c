@@ -83,7 +83,8 @@ static void make_default_consumer(void)
     for (char *p = host; *p; p++)
         if (!cm_id_is_plain(p, 1))
             *p = '-';
-    snprintf(default_consumer, sizeof(default_consumer), "%.96s-%ld", host[0] ? host : "pusher", (long)getpid());
+    snprintf(default_consumer, sizeof(default_consumer), "%.96s-%ld", host[0] ? host : "pusher",
+             (long)getpid());
 }
 
 /* Checks beyond types and bounds; logs every problem. */

@@ -55,10 +55,13 @@ static void rfc7386_appendix_a(void **state)
 
 static void deep_merges_a_pass_over_its_template(void **state)
 {
-    check("{\"formatVersion\":1,\"eventTicket\":{\"primaryFields\":[{\"key\":\"e\",\"value\":\"A\"}]},\"barcode\":{"
+    check("{\"formatVersion\":1,\"eventTicket\":{\"primaryFields\":[{\"key\":\"e\",\"value\":\"A\"}]},"
+          "\"barcode\":{"
           "\"message\":\"1\",\"format\":\"PKBarcodeFormatQR\"}}",
-          "{\"barcode\":{\"message\":\"2\"},\"eventTicket\":{\"primaryFields\":[{\"key\":\"e\",\"value\":\"B\"}]}}",
-          "{\"formatVersion\":1,\"eventTicket\":{\"primaryFields\":[{\"key\":\"e\",\"value\":\"B\"}]},\"barcode\":{"
+          "{\"barcode\":{\"message\":\"2\"},\"eventTicket\":{\"primaryFields\":[{\"key\":\"e\",\"value\":"
+          "\"B\"}]}}",
+          "{\"formatVersion\":1,\"eventTicket\":{\"primaryFields\":[{\"key\":\"e\",\"value\":\"B\"}]},"
+          "\"barcode\":{"
           "\"message\":\"2\",\"format\":\"PKBarcodeFormatQR\"}}");
 }
 

@@ -19,7 +19,7 @@ typedef struct cm_config_var {
     const char *default_value; /* NULL: the variable is required */
     long min, max;             /* bounds for CM_CONFIG_INT */
     int secret;                /* redacted in cm_config_log() */
-    void *target;              /* const char ** for STRING (borrowed from environ or default), long * for INT */
+    void *target; /* const char ** for STRING (borrowed from environ or default), long * for INT */
     const char *help;
 } cm_config_var_t;
 

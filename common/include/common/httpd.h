@@ -46,7 +46,8 @@ size_t cm_httpd_inflight(const cm_httpd_t *httpd);
  * Does not take the reference: the caller still owns json. */
 void cm_httpd_send_json(h2o_req_t *req, int status, const struct json_t *json);
 /* Replies {"error": message} with status; message is printf-formatted. */
-void cm_httpd_send_error(h2o_req_t *req, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void cm_httpd_send_error(h2o_req_t *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Replies with status, a Content-Type and the body bytes (copied into the request pool). For HEAD
  * requests the headers (with Content-Length) are sent and the body is not. */
 void cm_httpd_send_bytes(h2o_req_t *req, int status, const char *content_type, const void *body, size_t len);

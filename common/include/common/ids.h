@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#define CM_ID_MAX 128
+#define CM_ID_MAX         128
 #define CM_PUSH_TOKEN_MAX 200
 #define CM_AUTH_TOKEN_MIN 16
 #define CM_AUTH_TOKEN_MAX 256

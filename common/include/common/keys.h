@@ -30,17 +30,17 @@
 #ifndef COMMON_KEYS_H
 #define COMMON_KEYS_H
 
-#define CM_KEY_SEQ          "pk:seq"
-#define CM_KEY_EVENTS       "pk:events"
-#define CM_KEY_LOGS         "pk:logs"
-#define CM_EVENTS_GROUP     "pushers"
-#define CM_KEY_TEMPLATE_FMT "pk:tpl:%s"
-#define CM_KEY_PASS_FMT     "pk:pass:%s:%s"
-#define CM_KEY_REGS_FMT     "pk:regs:%s:%s"
+#define CM_KEY_SEQ           "pk:seq"
+#define CM_KEY_EVENTS        "pk:events"
+#define CM_KEY_LOGS          "pk:logs"
+#define CM_EVENTS_GROUP      "pushers"
+#define CM_KEY_TEMPLATE_FMT  "pk:tpl:%s"
+#define CM_KEY_PASS_FMT      "pk:pass:%s:%s"
+#define CM_KEY_REGS_FMT      "pk:regs:%s:%s"
 #define CM_KEY_DEVPASSES_FMT "pk:devpasses:%s:%s"
-#define CM_KEY_DEVTOKEN_FMT "pk:devtoken:%s:%s"
-#define CM_KEY_PASSTYPE_FMT "pk:passtype:%s"
-#define CM_KEY_BUNDLE_FMT   "pk:bundle:%s:%s:%s:%s"
+#define CM_KEY_DEVTOKEN_FMT  "pk:devtoken:%s:%s"
+#define CM_KEY_PASSTYPE_FMT  "pk:passtype:%s"
+#define CM_KEY_BUNDLE_FMT    "pk:bundle:%s:%s:%s:%s"
 
 /* Template file fields are "file:" + the file's path inside the pass model. */
 #define CM_TEMPLATE_FILE_PREFIX "file:"

@@ -19,10 +19,10 @@ int cm_log_init(const char *service, const char *level_name);
 
 void cm_log_write(enum cm_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define CM_LOG(level, ...)                                                                                  \
-    do {                                                                                                   \
-        if ((level) >= cm_log_min_level)                                                                   \
-            cm_log_write((level), __VA_ARGS__);                                                            \
+#define CM_LOG(level, ...)                                                                                   \
+    do {                                                                                                     \
+        if ((level) >= cm_log_min_level)                                                                     \
+            cm_log_write((level), __VA_ARGS__);                                                              \
     } while (0)
 
 #endif

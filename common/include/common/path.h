@@ -13,7 +13,7 @@
 #include <stddef.h>
 
 #define CM_PATH_MAX_SEGMENTS 12
-#define CM_PATH_MAX 1024
+#define CM_PATH_MAX          1024
 
 typedef struct cm_path {
     size_t count;

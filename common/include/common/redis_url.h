@@ -12,9 +12,9 @@ struct redisContext;
 
 typedef struct cm_redis_url {
     char host[256];
-    int port;         /* default 6379 */
-    int db;           /* default 0 */
-    char user[128];   /* empty: none */
+    int port;           /* default 6379 */
+    int db;             /* default 0 */
+    char user[128];     /* empty: none */
     char password[256]; /* empty: no AUTH */
 } cm_redis_url_t;
 
