@@ -109,19 +109,19 @@ static int check_resource(h2o_req_t *req, const json_t *res, const char *self_pt
 static void on_written(redisReply *reply, void *data)
 {
     api_op_t *op = data;
-    h2o_req_t *req = api_op_req(op);
+    h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_ARRAY, -1);
     if (req == NULL)
         goto out;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
-        api_reply_redis_failure(req, reply);
-        goto out;
-    }
-    if (reply->element[0]->integer == -409) {
+    if (reply->elements == 1 && reply->element[0]->integer == -409) {
         if (++op->attempts < MAX_ATTEMPTS) {
             read_context(op); /* somebody wrote the pass meanwhile: merge again on the new state */
             return;
         }
         cm_httpd_send_error(req, 409, "the pass is being changed concurrently, try again");
+        goto out;
+    }
+    if (reply->elements != 3) {
+        api_reply_redis_failure(req, reply);
         goto out;
     }
     int created = reply->element[0]->integer == 1;
@@ -150,13 +150,9 @@ static void on_context(redisReply *reply, void *data)
     api_op_t *op = data;
     json_t *resource = NULL, *tpl = NULL, *doc = NULL;
     char *overrides_s = NULL, *doc_s = NULL;
-    h2o_req_t *req = api_op_req(op);
+    h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_ARRAY, 6);
     if (req == NULL)
         goto out;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 6) {
-        api_reply_redis_failure(req, reply);
-        goto out;
-    }
     const char *version = str_or_null(reply->element[0]), *stored_tid = str_or_null(reply->element[1]),
                *stored_overrides = str_or_null(reply->element[2]),
                *stored_token = str_or_null(reply->element[3]), *tpl_json = str_or_null(reply->element[4]),
@@ -265,13 +261,9 @@ void api_admin_write_pass(api_op_t *op, h2o_req_t *req)
 static void on_read(redisReply *reply, void *data)
 {
     api_op_t *op = data;
-    h2o_req_t *req = api_op_req(op);
+    h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_ARRAY, -1);
     if (req == NULL)
         goto out;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        api_reply_redis_failure(req, reply);
-        goto out;
-    }
     if (reply->elements != 2) {
         cm_httpd_send_error(req, 404, "no pass %s/%s", op->ptid, op->serial);
         goto out;

@@ -12,13 +12,9 @@
 static void on_stored(redisReply *reply, void *data)
 {
     api_op_t *op = data;
-    h2o_req_t *req = api_op_req(op);
+    h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_ARRAY, 2);
     if (req == NULL)
         goto out;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
-        api_reply_redis_failure(req, reply);
-        goto out;
-    }
     int existed = reply->element[0]->integer == 1;
     json_object_set_new(op->body, "revision", json_integer(reply->element[1]->integer));
     CM_LOG(CM_LOG_INFO, "event=template_stored template=%s revision=%lld files=%zu", op->template_id,

@@ -65,6 +65,47 @@ int api_op_eval(api_op_t *op, const char *script, int nargs, const char **args, 
     return 0;
 }
 
+h2o_req_t *api_op_req_or_reply(api_op_t *op, const redisReply *reply, int type, long elements)
+{
+    h2o_req_t *req = api_op_req(op);
+    if (req == NULL)
+        return NULL;
+    if (reply == NULL || reply->type != type || (elements >= 0 && reply->elements != (size_t)elements)) {
+        api_reply_redis_failure(req, reply);
+        return NULL;
+    }
+    return req;
+}
+
+int api_applepass_or_reply(api_op_t *op, h2o_req_t *req)
+{
+    if (api_authorization(req, "ApplePass", op->presented_token, sizeof(op->presented_token)) == 0)
+        return 0;
+    cm_httpd_add_header(req, "WWW-Authenticate", "ApplePass");
+    cm_httpd_send_error(req, 401, "missing Authorization: ApplePass <authenticationToken>");
+    return -1;
+}
+
+int api_v1_path_or_reply(h2o_req_t *req, cm_path_t *path, size_t *v1)
+{
+    if (cm_path_split(req->path.base, req->path.len, path) != 0) {
+        cm_httpd_send_error(req, 400, "malformed path");
+        return -1;
+    }
+    size_t i = 0;
+    while (i < path->count && !cm_path_is(path, i, "v1"))
+        i++;
+    *v1 = i;
+    return 0;
+}
+
+int api_method_not_allowed(h2o_req_t *req, const char *allow)
+{
+    cm_httpd_add_header(req, "Allow", allow);
+    cm_httpd_send_error(req, 405, "method not allowed here (allowed: %s)", allow);
+    return 0;
+}
+
 void api_reply_redis_failure(h2o_req_t *req, const redisReply *reply)
 {
     if (reply == NULL) {
@@ -116,13 +157,9 @@ int api_path_id(const cm_path_t *p, size_t i, int (*check)(const char *, size_t)
 static void on_authorize(redisReply *reply, void *data)
 {
     api_op_t *op = data;
-    h2o_req_t *req = api_op_req(op);
+    h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_ARRAY, 3);
     if (req == NULL)
         goto done;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
-        api_reply_redis_failure(req, reply);
-        goto done;
-    }
     redisReply *token = reply->element[0];
     if (token->type != REDIS_REPLY_STRING) {
         cm_httpd_send_error(req, 404, "no pass %s/%s", op->ptid, op->serial);

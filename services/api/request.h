@@ -45,6 +45,23 @@ void api_op_free(api_op_t *op);
 int api_op_eval(api_op_t *op, const char *script, int nargs, const char **args, const size_t *lens,
                 api_redis_cb cb);
 
+/* For a Redis callback: the request, when its client is still there and the reply has the expected type
+ * (and exactly `elements` elements unless elements < 0). Otherwise NULL, after answering 503/500 when the
+ * client is still there; the callback then only frees op. */
+h2o_req_t *api_op_req_or_reply(api_op_t *op, const struct redisReply *reply, int type, long elements);
+
+/* Reads "Authorization: ApplePass <token>" into op->presented_token. Returns 0, or answers 401 and
+ * returns -1 (the caller still owns op). */
+int api_applepass_or_reply(api_op_t *op, h2o_req_t *req);
+
+/* Splits the request path and finds Apple's "v1" segment (after PUBLIC_URL's path, if any). Returns 0
+ * with *v1 its index, or answers 400 and returns -1. */
+struct cm_path;
+int api_v1_path_or_reply(h2o_req_t *req, struct cm_path *path, size_t *v1);
+
+/* Answers 405 with an Allow header and returns 0 (a route handler's "taken"). */
+int api_method_not_allowed(h2o_req_t *req, const char *allow);
+
 /* Replies 503 (Redis unreachable: reply NULL) or 500 (a Redis error reply), logging the cause. */
 void api_reply_redis_failure(h2o_req_t *req, const struct redisReply *reply);
 
@@ -57,7 +74,6 @@ int api_authorization(h2o_req_t *req, const char *scheme, char *out, size_t out_
 int api_secret_equal(const char *a, const char *b);
 
 /* Copies segment i of a split path into out when check accepts it; 0 on success, -1 otherwise. */
-struct cm_path;
 int api_path_id(const struct cm_path *p, size_t i, int (*check)(const char *, size_t), char *out,
                 size_t size);
 

@@ -20,13 +20,6 @@ static int method_is(h2o_req_t *req, const char *m)
     return h2o_memis(req->method.base, req->method.len, m, strlen(m));
 }
 
-static int not_allowed(h2o_req_t *req, const char *allow)
-{
-    cm_httpd_add_header(req, "Allow", allow);
-    cm_httpd_send_error(req, 405, "method not allowed here (allowed: %s)", allow);
-    return 0;
-}
-
 static int on_admin(void *data, h2o_req_t *req)
 {
     api_app_t *app = data;
@@ -45,7 +38,7 @@ static int on_admin(void *data, h2o_req_t *req)
     api_op_t *op = NULL;
     if (path.count == 4 && cm_path_is(&path, 2, "templates")) {
         if (!method_is(req, "PUT"))
-            return not_allowed(req, "PUT");
+            return api_method_not_allowed(req, "PUT");
         op = api_op_new(app, req);
         if (api_path_id(&path, 3, cm_id_is_plain, op->template_id, sizeof(op->template_id)) != 0) {
             cm_httpd_send_error(req, 400, "templateId must be 1 to %d characters [A-Za-z0-9._-]", CM_ID_MAX);
@@ -75,7 +68,7 @@ static int on_admin(void *data, h2o_req_t *req)
     if (path.count == 6) {
         if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
             api_op_free(op);
-            return not_allowed(req, "GET, HEAD");
+            return api_method_not_allowed(req, "GET, HEAD");
         }
         api_reply_bundle(op, 1);
         return 0;
@@ -87,7 +80,7 @@ static int on_admin(void *data, h2o_req_t *req)
         api_admin_get_pass(op, req);
     } else {
         api_op_free(op);
-        return not_allowed(req, "GET, PUT, PATCH");
+        return api_method_not_allowed(req, "GET, PUT, PATCH");
     }
     return 0;
 }

@@ -21,13 +21,9 @@
 static void on_registered(redisReply *reply, void *data)
 {
     api_op_t *op = data;
-    h2o_req_t *req = api_op_req(op);
+    h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_INTEGER, -1);
     if (req == NULL)
         goto out;
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-        api_reply_redis_failure(req, reply);
-        goto out;
-    }
     if (reply->integer < 0) {
         cm_httpd_send_error(req, 404, "no pass %s/%s", op->ptid, op->serial);
         goto out;
@@ -70,13 +66,9 @@ fail:
 static void on_unregistered(redisReply *reply, void *data)
 {
     api_op_t *op = data;
-    h2o_req_t *req = api_op_req(op);
+    h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_INTEGER, -1);
     if (req == NULL)
         goto out;
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-        api_reply_redis_failure(req, reply);
-        goto out;
-    }
     CM_LOG(CM_LOG_INFO, "event=unregistered ptid=%s serial=%s removed=%d", op->ptid, op->serial,
            (int)reply->integer);
     cm_httpd_send_empty(req, 200);
@@ -93,13 +85,9 @@ static void unregister_authorized(api_op_t *op, h2o_req_t *req)
 static void on_listed(redisReply *reply, void *data)
 {
     api_op_t *op = data;
-    h2o_req_t *req = api_op_req(op);
+    h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_ARRAY, -1);
     if (req == NULL)
         goto out;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        api_reply_redis_failure(req, reply);
-        goto out;
-    }
     if (reply->elements != 2) {
         cm_httpd_send_empty(req, 204);
         goto out;
@@ -132,13 +120,9 @@ static int on_devices(void *data, h2o_req_t *req)
     api_app_t *app = data;
     cm_path_t path;
     char dli[CM_ID_MAX + 1], ptid[CM_ID_MAX + 1], serial[CM_ID_MAX + 1];
-    if (cm_path_split(req->path.base, req->path.len, &path) != 0) {
-        cm_httpd_send_error(req, 400, "malformed path");
+    size_t v1;
+    if (api_v1_path_or_reply(req, &path, &v1) != 0)
         return 0;
-    }
-    size_t v1 = 0;
-    while (v1 < path.count && !cm_path_is(&path, v1, "v1"))
-        v1++;
     size_t n = path.count - v1;
     if ((n != 5 && n != 6) || !cm_path_is(&path, v1 + 1, "devices") ||
         !cm_path_is(&path, v1 + 3, "registrations"))
@@ -170,15 +154,10 @@ static int on_devices(void *data, h2o_req_t *req)
     }
     int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
     int is_delete = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("DELETE"));
-    if (!is_post && !is_delete) {
-        cm_httpd_add_header(req, "Allow", "POST, DELETE");
-        cm_httpd_send_error(req, 405, "method not allowed");
-        return 0;
-    }
+    if (!is_post && !is_delete)
+        return api_method_not_allowed(req, "POST, DELETE");
     api_op_t *op = api_op_new(app, req);
-    if (api_authorization(req, "ApplePass", op->presented_token, sizeof(op->presented_token)) != 0) {
-        cm_httpd_add_header(req, "WWW-Authenticate", "ApplePass");
-        cm_httpd_send_error(req, 401, "missing Authorization: ApplePass <authenticationToken>");
+    if (api_applepass_or_reply(op, req) != 0) {
         api_op_free(op);
         return 0;
     }

@@ -32,13 +32,9 @@ static void log_line(const char *text, size_t len)
 static void on_stored(redisReply *reply, void *data)
 {
     api_op_t *op = data;
-    h2o_req_t *req = api_op_req(op);
+    h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_INTEGER, -1);
     if (req == NULL)
         goto out;
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-        api_reply_redis_failure(req, reply);
-        goto out;
-    }
     cm_httpd_send_empty(req, 200);
 out:
     api_op_free(op);
@@ -47,11 +43,8 @@ out:
 static int on_log(void *data, h2o_req_t *req)
 {
     api_app_t *app = data;
-    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
-        cm_httpd_add_header(req, "Allow", "POST");
-        cm_httpd_send_error(req, 405, "method not allowed");
-        return 0;
-    }
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")))
+        return api_method_not_allowed(req, "POST");
     json_error_t jerr;
     json_t *body = json_loadb(req->entity.base != NULL ? req->entity.base : "", req->entity.len, 0, &jerr);
     json_t *logs = json_object_get(body, "logs");

@@ -87,25 +87,16 @@ static int on_passes(void *data, h2o_req_t *req)
 {
     api_app_t *app = data;
     cm_path_t path;
-    if (cm_path_split(req->path.base, req->path.len, &path) != 0) {
-        cm_httpd_send_error(req, 400, "malformed path");
+    size_t v1;
+    if (api_v1_path_or_reply(req, &path, &v1) != 0)
         return 0;
-    }
-    size_t v1 = 0;
-    while (v1 < path.count && !cm_path_is(&path, v1, "v1"))
-        v1++;
     if (path.count - v1 != 4 || !cm_path_is(&path, v1 + 1, "passes"))
         return -1;
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
-        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
-        cm_httpd_add_header(req, "Allow", "GET, HEAD");
-        cm_httpd_send_error(req, 405, "method not allowed");
-        return 0;
-    }
+        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
+        return api_method_not_allowed(req, "GET, HEAD");
     api_op_t *op = api_op_new(app, req);
-    if (api_authorization(req, "ApplePass", op->presented_token, sizeof(op->presented_token)) != 0) {
-        cm_httpd_add_header(req, "WWW-Authenticate", "ApplePass");
-        cm_httpd_send_error(req, 401, "missing Authorization: ApplePass <authenticationToken>");
+    if (api_applepass_or_reply(op, req) != 0) {
         api_op_free(op);
         return 0;
     }
