@@ -143,11 +143,15 @@ class Stack:
     def start(self):
         subprocess.run([os.path.join(SOURCE_DIR, "tests", "certs", "make-dev-certs.sh"), self.certs, TEAM_ID,
                         *self.pass_types], check=True)
-        self.redis_port = free_port()
         redis_dir = os.path.join(self.tmp, "redis")
         os.makedirs(redis_dir)
-        self.redis = Service("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                                       "--save", "", "--appendonly", "no", "--dir", redis_dir], {}, self.tmp)
+        for attempt in range(3):  # a free port can be taken by a parallel test before we bind it
+            self.redis_port = free_port()
+            self.redis = Service("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                                           "--save", "", "--appendonly", "no", "--dir", redis_dir], {}, self.tmp)
+            if self._wait_started(self.redis, lambda: "Ready to accept connections" in self.redis.output()) \
+                    or attempt == 2:
+                break
         wait_until(lambda: self._redis_ping(), what="redis-server")
         assert self.redis_cli("DBSIZE") == "0", "refusing a non-empty Redis"
         self.start_apns()
@@ -190,13 +194,30 @@ class Stack:
                 "CERTS_DIR": self.certs, "PUBLIC_URL": "http://127.0.0.1:%d/passes" % self.api_port,
                 "LOG_LEVEL": "debug"}
 
+    def _wait_started(self, service, check, timeout=10.0):
+        """True once check() holds; False if the process exited first (e.g. its port was taken)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if check():
+                return True
+            if service.proc.poll() is not None:
+                return False
+            time.sleep(0.05)
+        return False
+
     def start_signer(self, env_overrides=None):
-        if not hasattr(self, "signer_port"):
-            self.signer_port = free_port()
+        fresh = not hasattr(self, "signer_port")
+        if fresh:
             self.api_port = free_port()
-        env = self.signer_env()
-        env.update(env_overrides or {})
-        self.services["signer"] = Service("signer", [os.path.join(BIN, "passkit-signer")], env, self.tmp)
+        for attempt in range(3):
+            if fresh or attempt > 0:
+                self.signer_port = free_port()
+            env = self.signer_env()
+            env.update(env_overrides or {})
+            self.services["signer"] = Service("signer", [os.path.join(BIN, "passkit-signer")], env, self.tmp)
+            signer = self.services["signer"]
+            if self._wait_started(signer, lambda: "event=listening" in signer.output()) or attempt == 2:
+                break
         wait_until(lambda: self._healthy(self.signer_port), what="signer /healthz")
 
     def start_api(self):
@@ -205,6 +226,14 @@ class Stack:
                "PUBLIC_URL": "http://127.0.0.1:%d/passes" % self.api_port, "MAX_BODY_BYTES": "2097152",
                "LOG_LEVEL": "debug"}
         self.services["api"] = Service("api", [os.path.join(BIN, "passkit-api")], env, self.tmp)
+        api = self.services["api"]
+        if not self._wait_started(api, lambda: "event=listening" in api.output()):
+            # its port was taken meanwhile: the signer must then sign for another PUBLIC_URL too
+            self.stop_service("api")
+            self.stop_service("signer")
+            self.api_port = free_port()
+            self.start_signer()
+            return self.start_api()
         wait_until(lambda: self._healthy(self.api_port), what="api /healthz")
         wait_until(lambda: self._ready(self.api_port), what="api /readyz")
 
