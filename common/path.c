@@ -19,6 +19,10 @@ static long decode(const char *src, size_t len, char *dst, int plus_is_space)
     for (size_t i = 0; i < len; i++)
         if (src[i] == '%' && (i + 2 >= len || !is_hex(src[i + 1]) || !is_hex(src[i + 2])))
             return -1;
+    if (len == 0) { /* curl_easy_unescape would take 0 as "use strlen", reading past the segment */
+        dst[0] = '\0';
+        return 0;
+    }
     int olen = 0;
     char *d = curl_easy_unescape(NULL, src, (int)len, &olen);
     if (d == NULL)

@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config git ca-certificates curl openssl zip unzip python3
           libh2o-dev libuv1-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev libzip-dev libcmocka-dev
-          libssl-dev libnghttp2-dev redis-server redis-tools)
+          libssl-dev libnghttp2-dev redis-server redis-tools clang)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

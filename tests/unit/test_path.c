@@ -63,6 +63,14 @@ static void reads_query_parameters(void **state)
     assert_string_equal(v, "");
     assert_int_equal(cm_path_query_param(path, strlen(path), "missing", v, sizeof(v)), 1);
     assert_int_equal(cm_path_query_param("/v1/x", 5, "a", v, sizeof(v)), 1);
+    /* An empty value at the very end of a buffer that is not NUL-terminated (found by fuzz_path). */
+    char unterminated[] = {'/', '?', 'a', '='};
+    char w[8] = "junk";
+    assert_int_equal(cm_path_query_param(unterminated, sizeof(unterminated), "a", w, sizeof(w)), 0);
+    assert_string_equal(w, "");
+    char bare[] = {'?', 'a'};
+    assert_int_equal(cm_path_query_param(bare, sizeof(bare), "a", w, sizeof(w)), 0);
+    assert_string_equal(w, "");
     const char *bad = "/x?a=%G1";
     assert_int_equal(cm_path_query_param(bad, strlen(bad), "a", v, sizeof(v)), -1);
     const char *big = "/x?a=0123456789012345678901234567890123456789";
