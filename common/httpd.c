@@ -242,7 +242,8 @@ void cm_httpd_add_header(h2o_req_t *req, const char *name, const char *value)
 {
     size_t nlen = strlen(name);
     char *n = h2o_mem_alloc_pool(&req->pool, nlen);
-    memcpy(n, name, nlen);
+    for (size_t i = 0; i < nlen; i++) /* HTTP/2 forbids upper-case field names */
+        n[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
     h2o_iovec_t v = h2o_strdup(&req->pool, value, SIZE_MAX);
     h2o_add_header_by_str(&req->pool, &req->res.headers, n, nlen, 1, NULL, v.base, v.len);
 }
@@ -315,7 +316,7 @@ void cm_httpd_send_empty(h2o_req_t *req, int status)
 
 void cm_httpd_send_json(h2o_req_t *req, int status, const json_t *json)
 {
-    char *body = json_dumps(json, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    char *body = json_dumps(json, JSON_COMPACT);
     if (body == NULL)
         abort();
     cm_httpd_send_bytes(req, status, "application/json", body, strlen(body));

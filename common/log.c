@@ -45,3 +45,14 @@ void cm_log_write(enum cm_log_level level, const char *fmt, ...)
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
 }
+
+char *cm_log_clean(char *dst, size_t size, const char *src, size_t len)
+{
+    size_t n = len < size - 1 ? len : size - 1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)src[i];
+        dst[i] = (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') ? '?' : (char)c;
+    }
+    dst[n] = '\0';
+    return dst;
+}

@@ -13,6 +13,7 @@
  */
 #include "admin.h"
 #include "common/httpdate.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/merge.h"
 #include "scripts.h"
@@ -25,7 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_ATTEMPTS 5
+/* Each round of a write race has a winner, so MAX_ATTEMPTS concurrent writers of one pass all succeed. */
+#define MAX_ATTEMPTS 100
 
 /* Keys the server sets in every pass.json it signs; the issuer cannot choose them. */
 static const char *const server_keys[] = {"passTypeIdentifier", "serialNumber", "teamIdentifier",
@@ -207,8 +209,13 @@ static void on_context(redisReply *reply, void *data)
     doc = cm_json_merge_patch(tpl, pass);
     for (size_t i = 0; i < sizeof(server_keys) / sizeof(server_keys[0]); i++)
         json_object_del(doc, server_keys[i]);
-    overrides_s = json_dumps(pass, JSON_COMPACT | JSON_REAL_PRECISION(15));
-    doc_s = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    overrides_s = json_dumps(pass, JSON_COMPACT);
+    doc_s = json_dumps(doc, JSON_COMPACT);
+    if (strlen(doc_s) > CM_PASS_DOC_MAX_BYTES) {
+        cm_httpd_send_error(req, 400, "the pass's pass.json would be %zu bytes, more than the %u allowed",
+                            strlen(doc_s), CM_PASS_DOC_MAX_BYTES);
+        goto out;
+    }
     const char *args[] = {op->ptid,           op->serial,  version != NULL ? version : "0",
                           op->template_id,    overrides_s, doc_s,
                           op->presented_token};
@@ -235,7 +242,8 @@ static void read_context(api_op_t *op)
 void api_admin_write_pass(api_op_t *op, h2o_req_t *req)
 {
     json_error_t jerr;
-    json_t *body = json_loadb(req->entity.base != NULL ? req->entity.base : "", req->entity.len, 0, &jerr);
+    json_t *body = json_loadb(req->entity.base != NULL ? req->entity.base : "", req->entity.len,
+                              JSON_REJECT_DUPLICATES, &jerr);
     if (body == NULL) {
         reply_json_error(req, 400, json_pack("{s:i,s:i}", "line", jerr.line, "column", jerr.column),
                          "body is not valid JSON: %s at line %d, column %d", jerr.text, jerr.line,

@@ -19,6 +19,8 @@ typedef struct api_config {
     const char *log_level;
     long max_body;
     long signer_timeout_ms;
+    long redis_timeout_ms;
+    const char *signer_token;
 } api_config_t;
 
 typedef struct api_app {

@@ -6,6 +6,7 @@
  */
 #include "app.h"
 #include "common/config.h"
+#include "common/ids.h"
 #include "common/log.h"
 #include "redis_async.h"
 #include "signer_client.h"
@@ -36,6 +37,10 @@ static const cm_config_var_t config_vars[] = {
      "largest request body"},
     {"SIGNER_TIMEOUT_MS", CM_CONFIG_INT, "10000", 100, 600000, 0, &app.cfg.signer_timeout_ms,
      "how long to wait for the signer"},
+    {"REDIS_TIMEOUT_MS", CM_CONFIG_INT, "5000", 100, 600000, 0, &app.cfg.redis_timeout_ms,
+     "how long a Redis reply may take before the connection is dropped"},
+    {"SIGNER_TOKEN", CM_CONFIG_STRING, "", 0, 0, 1, &app.cfg.signer_token,
+     "shared secret sent to the signer as a bearer token (empty: none)"},
     {"LOG_LEVEL", CM_CONFIG_STRING, "info", 0, 0, 0, &app.cfg.log_level, "debug, info, warn or error"},
 };
 #define CONFIG_COUNT (sizeof(config_vars) / sizeof(config_vars[0]))
@@ -118,26 +123,36 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     cm_log_init("api", "info");
-    if (cm_config_load(config_vars, CONFIG_COUNT) != 0)
-        goto out;
-    if (cm_log_init("api", app.cfg.log_level) != 0) {
-        CM_LOG(CM_LOG_ERROR, "event=config_invalid var=LOG_LEVEL value=\"%s\"", app.cfg.log_level);
-        goto out;
+    int bad = cm_config_load(config_vars, CONFIG_COUNT) != 0; /* go on: report every problem at once */
+    if (app.cfg.log_level != NULL && cm_log_init("api", app.cfg.log_level) != 0) {
+        CM_LOG(CM_LOG_ERROR,
+               "event=config_invalid var=LOG_LEVEL value=\"%s\" reason=\"not debug, info, warn or error\"",
+               app.cfg.log_level);
+        bad = 1;
     }
-    if (strlen(app.cfg.admin_token) < 16) {
-        CM_LOG(CM_LOG_ERROR, "event=config_invalid var=ADMIN_TOKEN reason=\"shorter than 16 characters\"");
-        goto out;
+    size_t admin_len = app.cfg.admin_token != NULL ? strlen(app.cfg.admin_token) : 0;
+    if (app.cfg.admin_token != NULL && (admin_len < 16 || admin_len > CM_AUTH_TOKEN_MAX)) {
+        CM_LOG(CM_LOG_ERROR, "event=config_invalid var=ADMIN_TOKEN reason=\"must be 16 to %d characters\"",
+               CM_AUTH_TOKEN_MAX);
+        bad = 1;
     }
-    if (public_base_path(app.cfg.public_url, &app.base_path) != 0) {
+    if (app.cfg.signer_token != NULL && strlen(app.cfg.signer_token) > CM_AUTH_TOKEN_MAX) {
+        CM_LOG(CM_LOG_ERROR, "event=config_invalid var=SIGNER_TOKEN reason=\"longer than %d characters\"",
+               CM_AUTH_TOKEN_MAX);
+        bad = 1;
+    }
+    if (app.cfg.public_url != NULL && public_base_path(app.cfg.public_url, &app.base_path) != 0) {
         CM_LOG(CM_LOG_ERROR, "event=config_invalid var=PUBLIC_URL value=\"%s\" reason=\"not a URL\"",
                app.cfg.public_url);
-        goto out;
+        bad = 1;
     }
+    if (bad)
+        goto out;
     cm_config_log(config_vars, CONFIG_COUNT);
     app.loop = loop;
-    if (api_redis_new(loop, app.cfg.redis_url, &app.redis) != 0)
+    if (api_redis_new(loop, app.cfg.redis_url, app.cfg.redis_timeout_ms, &app.redis) != 0)
         goto out;
-    api_signer_new(loop, app.cfg.signer_url, app.cfg.signer_timeout_ms, &app.signer);
+    api_signer_new(loop, app.cfg.signer_url, app.cfg.signer_timeout_ms, app.cfg.signer_token, &app.signer);
     cm_httpd_new(loop, app.cfg.listen, (size_t)app.cfg.max_body, &app.httpd);
     api_routes_devices_register(&app);
     api_routes_passes_register(&app);

@@ -6,14 +6,15 @@
 #include "redis_async.h"
 #include "common/log.h"
 #include "common/redis_url.h"
+#include "redis_uv.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #define RECONNECT_MS 500
+#define WATCHDOG_MS  500
 
 struct api_redis {
     uv_loop_t *loop;
@@ -21,7 +22,12 @@ struct api_redis {
     redisAsyncContext *ac;
     int connected;
     int closing;
+    int open_timers;
     uv_timer_t reconnect_timer;
+    uv_timer_t watchdog; /* fails the connection when a reply is overdue */
+    long timeout_ms;
+    size_t pending;         /* commands sent and not yet answered */
+    uint64_t last_progress; /* loop time of the last reply (or of the first pending command) */
 };
 
 struct pending {
@@ -39,6 +45,9 @@ static void on_reconnect_timer(uv_timer_t *timer)
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     struct pending *p = privdata;
+    api_redis_t *r = ac->data;
+    r->pending--;
+    r->last_progress = uv_now(r->loop);
     p->cb(reply, p->data);
     free(p);
 }
@@ -89,7 +98,12 @@ static void connect_now(api_redis_t *r)
         return;
     }
     ac->data = r;
-    redisLibuvAttach(ac, r->loop);
+    if (api_redis_uv_attach(ac, r->loop) != 0) {
+        CM_LOG(CM_LOG_WARN, "event=redis_connect_failed reason=\"cannot watch the socket\"");
+        redisAsyncFree(ac);
+        uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
+        return;
+    }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     r->ac = ac;
@@ -103,7 +117,21 @@ static void connect_now(api_redis_t *r)
         redisAsyncCommand(ac, on_setup_reply, "SELECT", "SELECT %d", r->url.db);
 }
 
-int api_redis_new(uv_loop_t *loop, const char *url, api_redis_t **out)
+/* hiredis 0.14 has no timeout for asynchronous commands: a server that stops answering (or a network
+ * that drops packets) would keep requests waiting forever. When commands are pending and nothing
+ * came back for timeout_ms, the connection is dropped: pending callbacks get NULL (503), and the
+ * reconnect logic takes over. */
+static void on_watchdog(uv_timer_t *timer)
+{
+    api_redis_t *r = timer->data;
+    if (r->ac == NULL || r->pending == 0 || uv_now(r->loop) - r->last_progress < (uint64_t)r->timeout_ms)
+        return;
+    CM_LOG(CM_LOG_WARN, "event=redis_timeout pending=%zu waited_ms=%llu", r->pending,
+           (unsigned long long)(uv_now(r->loop) - r->last_progress));
+    redisAsyncDisconnect(r->ac);
+}
+
+int api_redis_new(uv_loop_t *loop, const char *url, long timeout_ms, api_redis_t **out)
 {
     char err[256];
     api_redis_t *r = calloc(1, sizeof(*r));
@@ -115,8 +143,12 @@ int api_redis_new(uv_loop_t *loop, const char *url, api_redis_t **out)
         return -1;
     }
     r->loop = loop;
+    r->timeout_ms = timeout_ms;
     uv_timer_init(loop, &r->reconnect_timer);
     r->reconnect_timer.data = r;
+    uv_timer_init(loop, &r->watchdog);
+    r->watchdog.data = r;
+    uv_timer_start(&r->watchdog, on_watchdog, WATCHDOG_MS, WATCHDOG_MS);
     connect_now(r);
     *out = r;
     return 0;
@@ -125,8 +157,8 @@ int api_redis_new(uv_loop_t *loop, const char *url, api_redis_t **out)
 int api_redis_command(api_redis_t *r, api_redis_cb cb, void *data, int argc, const char **argv,
                       const size_t *argvlen)
 {
-    if (r->ac == NULL || r->closing)
-        return -1;
+    if (r->ac == NULL || !r->connected || r->closing)
+        return -1; /* answered at once (503) rather than queued behind a connect that may never finish */
     struct pending *p = malloc(sizeof(*p));
     if (p == NULL)
         abort();
@@ -136,6 +168,8 @@ int api_redis_command(api_redis_t *r, api_redis_cb cb, void *data, int argc, con
         free(p);
         return -1;
     }
+    if (r->pending++ == 0)
+        r->last_progress = uv_now(r->loop);
     return 0;
 }
 
@@ -146,7 +180,9 @@ int api_redis_is_connected(const api_redis_t *r)
 
 static void on_timer_closed(uv_handle_t *h)
 {
-    free(h->data);
+    api_redis_t *r = h->data;
+    if (--r->open_timers == 0)
+        free(r);
 }
 
 void api_redis_free(api_redis_t *r)
@@ -154,9 +190,12 @@ void api_redis_free(api_redis_t *r)
     if (r == NULL)
         return;
     r->closing = 1;
+    r->open_timers = 2;
     uv_timer_stop(&r->reconnect_timer);
+    uv_timer_stop(&r->watchdog);
     if (r->ac != NULL)
         redisAsyncFree(r->ac); /* pending callbacks run with NULL replies */
     r->ac = NULL;
     uv_close((uv_handle_t *)&r->reconnect_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&r->watchdog, on_timer_closed);
 }

@@ -17,7 +17,9 @@
 struct redisReply;
 typedef void (*api_redis_cb)(struct redisReply *reply, void *data);
 
-int api_redis_new(uv_loop_t *loop, const char *url, api_redis_t **out);
+/* Connects to url (reconnecting after every failure). A command not answered within timeout_ms drops the
+ * connection, so its callback (and every other pending one) gets NULL. */
+int api_redis_new(uv_loop_t *loop, const char *url, long timeout_ms, api_redis_t **out);
 int api_redis_command(api_redis_t *redis, api_redis_cb cb, void *data, int argc, const char **argv,
                       const size_t *argvlen);
 int api_redis_is_connected(const api_redis_t *redis);

@@ -86,16 +86,25 @@ int api_applepass_or_reply(api_op_t *op, h2o_req_t *req)
     return -1;
 }
 
-int api_v1_path_or_reply(h2o_req_t *req, cm_path_t *path, size_t *v1)
+int api_v1_path_or_reply(const api_app_t *app, h2o_req_t *req, cm_path_t *path, size_t *v1)
 {
+    cm_path_t base;
     if (cm_path_split(req->path.base, req->path.len, path) != 0) {
         cm_httpd_send_error(req, 400, "malformed path");
         return -1;
     }
-    size_t i = 0;
-    while (i < path->count && !cm_path_is(path, i, "v1"))
-        i++;
-    *v1 = i;
+    /* Routes are "<base>/v1/..." and "/v1/...": prefer the first reading when the path has the base
+     * followed by "v1" (PUBLIC_URL may itself end in "/v1"). */
+    *v1 = 0;
+    if (cm_path_split(app->base_path, strlen(app->base_path), &base) == 0 && base.count > 0 &&
+        base.count < path->count && cm_path_is(path, base.count, "v1")) {
+        size_t i = 0;
+        while (i < base.count && path->len[i] == base.len[i] &&
+               memcmp(path->seg[i], base.seg[i], base.len[i]) == 0)
+            i++;
+        if (i == base.count)
+            *v1 = base.count;
+    }
     return 0;
 }
 

@@ -54,10 +54,10 @@ h2o_req_t *api_op_req_or_reply(api_op_t *op, const struct redisReply *reply, int
  * returns -1 (the caller still owns op). */
 int api_applepass_or_reply(api_op_t *op, h2o_req_t *req);
 
-/* Splits the request path and finds Apple's "v1" segment (after PUBLIC_URL's path, if any). Returns 0
- * with *v1 its index, or answers 400 and returns -1. */
+/* Splits the request path and finds Apple's "v1" segment: right after PUBLIC_URL's path when the request
+ * starts with it, else first. Returns 0 with *v1 its index, or answers 400 and returns -1. */
 struct cm_path;
-int api_v1_path_or_reply(h2o_req_t *req, struct cm_path *path, size_t *v1);
+int api_v1_path_or_reply(const api_app_t *app, h2o_req_t *req, struct cm_path *path, size_t *v1);
 
 /* Answers 405 with an Allow header and returns 0 (a route handler's "taken"). */
 int api_method_not_allowed(h2o_req_t *req, const char *allow);

@@ -48,10 +48,11 @@ static int on_admin(void *data, h2o_req_t *req)
         api_admin_put_template(op, req);
         return 0;
     }
-    if ((path.count != 5 && path.count != 6) || !cm_path_is(&path, 2, "passes"))
-        return -1;
-    if (path.count == 6 && !cm_path_is(&path, 5, "pkpass"))
-        return -1;
+    if ((path.count != 5 && path.count != 6) || !cm_path_is(&path, 2, "passes") ||
+        (path.count == 6 && !cm_path_is(&path, 5, "pkpass"))) {
+        cm_httpd_send_error(req, 404, "no such admin resource (see the README's admin API table)");
+        return 0;
+    }
     op = api_op_new(app, req);
     if (api_path_id(&path, 3, cm_id_is_pass_type, op->ptid, sizeof(op->ptid)) != 0) {
         cm_httpd_send_error(req, 400,

@@ -121,7 +121,7 @@ static int on_devices(void *data, h2o_req_t *req)
     cm_path_t path;
     char dli[CM_ID_MAX + 1], ptid[CM_ID_MAX + 1], serial[CM_ID_MAX + 1];
     size_t v1;
-    if (api_v1_path_or_reply(req, &path, &v1) != 0)
+    if (api_v1_path_or_reply(app, req, &path, &v1) != 0)
         return 0;
     size_t n = path.count - v1;
     if ((n != 5 && n != 6) || !cm_path_is(&path, v1 + 1, "devices") ||

@@ -5,6 +5,7 @@
  */
 #include "app.h"
 #include "common/log.h"
+#include "common/path.h"
 #include "request.h"
 #include "scripts.h"
 
@@ -16,17 +17,10 @@
 #define MAX_LINES      100
 #define MAX_LINE_BYTES 4096
 
-/* A device's text in one logfmt value: quotes, backslashes and control characters become '?'. */
 static void log_line(const char *text, size_t len)
 {
     char clean[301];
-    size_t n = len < sizeof(clean) - 1 ? len : sizeof(clean) - 1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)text[i];
-        clean[i] = (c < 0x20 || c == 0x7f || c == '"' || c == '\\') ? '?' : (char)c;
-    }
-    clean[n] = '\0';
-    CM_LOG(CM_LOG_INFO, "event=device_log line=\"%s\"", clean);
+    CM_LOG(CM_LOG_INFO, "event=device_log line=\"%s\"", cm_log_clean(clean, sizeof(clean), text, len));
 }
 
 static void on_stored(redisReply *reply, void *data)
@@ -43,6 +37,12 @@ out:
 static int on_log(void *data, h2o_req_t *req)
 {
     api_app_t *app = data;
+    cm_path_t path;
+    size_t v1;
+    if (api_v1_path_or_reply(app, req, &path, &v1) != 0)
+        return 0;
+    if (path.count != v1 + 2)
+        return -1; /* /v1/log/anything is not the log endpoint */
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")))
         return api_method_not_allowed(req, "POST");
     json_error_t jerr;

@@ -24,6 +24,7 @@ static void on_bundle(const api_signer_result_t *res, void *data)
 {
     struct bundle_request *br = data;
     api_op_t *op = br->op;
+    char reason[256];
     h2o_req_t *req = api_op_req(op);
     if (req == NULL)
         goto out;
@@ -45,12 +46,12 @@ static void on_bundle(const api_signer_result_t *res, void *data)
         cm_httpd_send_error(req, 404, "no pass %s/%s", op->ptid, op->serial);
     } else if (res->status == 0 || res->status == 503) {
         CM_LOG(CM_LOG_ERROR, "event=signer_unavailable ptid=%s serial=%s status=%d reason=\"%s\"", op->ptid,
-               op->serial, res->status, res->error);
+               op->serial, res->status, cm_log_clean(reason, sizeof(reason), res->error, strlen(res->error)));
         cm_httpd_add_header(req, "Retry-After", "10");
         cm_httpd_send_error(req, 503, "the signer is unavailable, try again later");
     } else {
         CM_LOG(CM_LOG_ERROR, "event=signer_failed ptid=%s serial=%s status=%d reason=\"%s\"", op->ptid,
-               op->serial, res->status, res->error);
+               op->serial, res->status, cm_log_clean(reason, sizeof(reason), res->error, strlen(res->error)));
         cm_httpd_send_error(req, 502, "the signer could not build the pass (status %d)", res->status);
     }
 out:
@@ -88,7 +89,7 @@ static int on_passes(void *data, h2o_req_t *req)
     api_app_t *app = data;
     cm_path_t path;
     size_t v1;
-    if (api_v1_path_or_reply(req, &path, &v1) != 0)
+    if (api_v1_path_or_reply(app, req, &path, &v1) != 0)
         return 0;
     if (path.count - v1 != 4 || !cm_path_is(&path, v1 + 1, "passes"))
         return -1;

@@ -4,7 +4,10 @@
  * report back through curl_multi_socket_action. See signer_client.h for the contract.
  */
 #include "signer_client.h"
+#include "common/ids.h"
 #include "common/log.h"
+
+#include <openssl/crypto.h>
 
 #include <curl/curl.h>
 #include <stdio.h>
@@ -20,6 +23,7 @@ struct api_signer {
     uv_timer_t timer;
     char *base_url;
     long timeout_ms;
+    struct curl_slist *headers; /* Authorization, when a token is configured */
     struct transfer *transfers; /* every transfer not yet finished */
 };
 
@@ -196,7 +200,8 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
-int api_signer_new(uv_loop_t *loop, const char *base_url, long timeout_ms, api_signer_t **out)
+int api_signer_new(uv_loop_t *loop, const char *base_url, long timeout_ms, const char *token,
+                   api_signer_t **out)
 {
     api_signer_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -207,6 +212,14 @@ int api_signer_new(uv_loop_t *loop, const char *base_url, long timeout_ms, api_s
     while (bl > 0 && s->base_url[bl - 1] == '/')
         s->base_url[--bl] = '\0';
     s->timeout_ms = timeout_ms;
+    if (token != NULL && token[0] != '\0') {
+        char header[CM_AUTH_TOKEN_MAX + 32];
+        snprintf(header, sizeof(header), "Authorization: Bearer %s", token);
+        s->headers = curl_slist_append(NULL, header);
+        OPENSSL_cleanse(header, sizeof(header));
+        if (s->headers == NULL)
+            abort();
+    }
     s->multi = curl_multi_init();
     if (s->multi == NULL)
         abort();
@@ -245,6 +258,8 @@ void api_signer_fetch(api_signer_t *s, const char *pass_type_id, const char *ser
     curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, s->timeout_ms < 2000 ? s->timeout_ms : 2000);
     curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (s->headers != NULL)
+        curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, s->headers);
     t->next = s->transfers;
     if (t->next != NULL)
         t->next->prev = t;
@@ -257,6 +272,7 @@ static void on_timer_closed(uv_handle_t *h)
 {
     api_signer_t *s = h->data;
     curl_multi_cleanup(s->multi);
+    curl_slist_free_all(s->headers);
     free(s->base_url);
     free(s);
 }

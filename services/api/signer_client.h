@@ -25,7 +25,9 @@ typedef struct api_signer_result {
 
 typedef void (*api_signer_cb)(const api_signer_result_t *result, void *data);
 
-int api_signer_new(uv_loop_t *loop, const char *base_url, long timeout_ms, api_signer_t **out);
+/* token: sent as "Authorization: Bearer <token>" when not empty (the signer's SIGNER_TOKEN). */
+int api_signer_new(uv_loop_t *loop, const char *base_url, long timeout_ms, const char *token,
+                   api_signer_t **out);
 void api_signer_fetch(api_signer_t *signer, const char *pass_type_id, const char *serial, api_signer_cb cb,
                       void *data);
 /* Aborts every transfer (each callback runs with status 0) and frees the client once its handles closed. */

@@ -1,5 +1,6 @@
 /* Uploaded pass models, read with libzip from memory; see template_zip.h. */
 #include "template_zip.h"
+#include "common/bundle_zip.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -9,16 +10,30 @@
 #include <zip.h>
 
 static json_t *error_new(const char *file, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Entry names are raw bytes: anything but printable ASCII becomes '?' before it goes into JSON. */
+static void printable(char *s)
+{
+    for (; *s; s++)
+        if (*s < ' ' || *s > '~')
+            *s = '?';
+}
+
 static json_t *error_new(const char *file, const char *fmt, ...)
 {
-    char msg[512];
+    char msg[512], name[256];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    printable(msg);
     json_t *e = json_pack("{s:s}", "error", msg);
-    if (file != NULL)
-        json_object_set_new(e, "file", json_string(file));
+    if (e == NULL)
+        abort();
+    if (file != NULL) {
+        snprintf(name, sizeof(name), "%s", file);
+        printable(name);
+        json_object_set_new(e, "file", json_string(name));
+    }
     return e;
 }
 
@@ -33,17 +48,10 @@ static int is_ignored(const char *name)
 
 static int is_safe_name(const char *name)
 {
-    size_t n = strlen(name);
-    if (n == 0 || n > API_TEMPLATE_NAME_MAX || name[0] == '/' || strstr(name, "..") != NULL)
+    if (!cm_bundle_name_is_safe(name))
         return 0;
-    int slashes = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)name[i];
-        if (c < 0x20 || c == 0x7f || c == '\\' || c == ':')
-            return 0;
-        slashes += c == '/';
-    }
-    return slashes <= 1;
+    const char *slash = strchr(name, '/');
+    return slash == NULL || strchr(slash + 1, '/') == NULL;
 }
 
 /* The folder every entry shares ("Event.pass/"), or 0 when pass.json is at the root or entries differ. */
@@ -52,7 +60,7 @@ static size_t common_folder(zip_t *za, zip_int64_t entries)
     const char *first = NULL;
     size_t plen = 0;
     for (zip_int64_t i = 0; i < entries; i++) {
-        const char *name = zip_get_name(za, (zip_uint64_t)i, ZIP_FL_ENC_GUESS);
+        const char *name = zip_get_name(za, (zip_uint64_t)i, ZIP_FL_ENC_RAW);
         if (name == NULL || strncmp(name, "__MACOSX/", 9) == 0)
             continue;
         if (strcmp(name, "pass.json") == 0)
@@ -98,7 +106,7 @@ int api_template_from_zip(const void *zip, size_t len, api_template_t *out, json
     size_t strip = common_folder(za, entries);
     for (zip_int64_t i = 0; i < entries; i++) {
         zip_stat_t st;
-        if (zip_stat_index(za, (zip_uint64_t)i, ZIP_FL_ENC_GUESS, &st) != 0 || !(st.valid & ZIP_STAT_NAME) ||
+        if (zip_stat_index(za, (zip_uint64_t)i, ZIP_FL_ENC_RAW, &st) != 0 || !(st.valid & ZIP_STAT_NAME) ||
             !(st.valid & ZIP_STAT_SIZE)) {
             err = error_new(NULL, "zip entry %lld cannot be read", (long long)i);
             goto out;
@@ -110,7 +118,8 @@ int api_template_from_zip(const void *zip, size_t len, api_template_t *out, json
             continue;
         if (!is_safe_name(name)) {
             err = error_new(st.name,
-                            "file name \"%s\" is not allowed (relative, no \"..\", at most one folder)",
+                            "file name \"%s\" is not allowed (printable ASCII without spaces, relative, no "
+                            "\".\" or \"..\" part, at most one folder)",
                             st.name);
             goto out;
         }
@@ -134,6 +143,11 @@ int api_template_from_zip(const void *zip, size_t len, api_template_t *out, json
             abort();
         out->count++;
         zf = zip_fopen_index(za, (zip_uint64_t)i, 0);
+        if (zf == NULL && zip_error_code_zip(zip_get_error(za)) == ZIP_ER_COMPNOTSUPP) {
+            err = error_new(
+                name, "file \"%s\" uses a compression method this server cannot read (use deflate)", name);
+            goto out;
+        }
         zip_int64_t got = zf != NULL ? zip_fread(zf, f->data, st.size) : -1;
         char extra;
         if (got < 0 || (zip_uint64_t)got != st.size || zip_fread(zf, &extra, 1) != 0) {
@@ -152,7 +166,7 @@ int api_template_from_zip(const void *zip, size_t len, api_template_t *out, json
         goto out;
     }
     json_error_t jerr;
-    json_t *doc = json_loadb(pass->data, pass->len, 0, &jerr);
+    json_t *doc = json_loadb(pass->data, pass->len, JSON_REJECT_DUPLICATES, &jerr);
     if (doc == NULL) {
         /* jansson reports a trailing comma as a missing string before the closing bracket. */
         int trailing_comma =

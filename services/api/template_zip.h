@@ -5,8 +5,9 @@
  * Entries are taken as they are, except: directories, "__MACOSX/" resource forks and ".DS_Store" files
  * are dropped; "manifest.json" and "signature" are dropped (the signer makes them); when every entry
  * sits in one top-level folder ("Event.pass/pass.json"), that folder is removed from the names.
- * Names must be relative, without "..", "\\" or control characters, at most one folder deep
- * ("en.lproj/pass.strings"). Limits: API_TEMPLATE_MAX_FILES files, API_TEMPLATE_MAX_BYTES in all once
+ * Names must be what the signer accepts in a bundle (cm_bundle_name_is_safe: printable ASCII, no space
+ * or backslash, no "." or ".." part) and at most one folder deep ("en.lproj/pass.strings").
+ * Limits (common/limits.h): API_TEMPLATE_MAX_FILES files, API_TEMPLATE_MAX_BYTES in all once
  * decompressed (a zip bomb is refused before it is inflated, by the sizes the archive declares, and
  * again while reading).
  */
@@ -15,11 +16,12 @@
 
 #include <stddef.h>
 
+#include "common/limits.h"
+
 struct json_t;
 
-#define API_TEMPLATE_MAX_FILES 100
-#define API_TEMPLATE_MAX_BYTES (32u << 20)
-#define API_TEMPLATE_NAME_MAX  200
+#define API_TEMPLATE_MAX_FILES CM_TEMPLATE_MAX_FILES
+#define API_TEMPLATE_MAX_BYTES CM_TEMPLATE_MAX_BYTES
 
 typedef struct api_template_file {
     char *name;

@@ -42,7 +42,7 @@ static char *build_pass_json(const signer_bundle_input_t *in, char *err, size_t 
                  in->serial);
         goto out;
     }
-    text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    text = json_dumps(doc, JSON_COMPACT);
     if (text == NULL)
         abort();
 out:

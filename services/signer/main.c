@@ -123,13 +123,16 @@ static void close_handle(uv_handle_t *h, void *arg)
 
 int main(void)
 {
-    const char *redis_url = NULL, *listen = NULL, *public_url = NULL, *certs_dir = NULL, *log_level = NULL;
+    const char *redis_url = NULL, *listen = NULL, *public_url = NULL, *certs_dir = NULL, *log_level = NULL,
+               *token = NULL;
     long cache_ttl = 0;
     const cm_config_var_t vars[] = {
         {"REDIS_URL", CM_CONFIG_STRING, "redis://127.0.0.1:6379/0", 0, 0, 1, &redis_url,
          "redis://[[user]:password@]host[:port][/db]"},
-        {"SIGNER_LISTEN", CM_CONFIG_STRING, "0.0.0.0:8081", 0, 0, 0, &listen,
-         "host:port the signer listens on"},
+        {"SIGNER_LISTEN", CM_CONFIG_STRING, "127.0.0.1:8081", 0, 0, 0, &listen,
+         "host:port the signer listens on (keep it off public networks)"},
+        {"SIGNER_TOKEN", CM_CONFIG_STRING, "", 0, 0, 1, &token,
+         "when set, every bundle request must carry Authorization: Bearer <SIGNER_TOKEN>"},
         {"PUBLIC_URL", CM_CONFIG_STRING, "http://localhost:8080", 0, 0, 0, &public_url,
          "webServiceURL written into every pass: the base under which the api serves Apple's /v1 paths"},
         {"CERTS_DIR", CM_CONFIG_STRING, "./certs", 0, 0, 0, &certs_dir,
@@ -189,6 +192,7 @@ int main(void)
     app.certs = certs;
     app.public_url = public_url;
     app.cache_ttl = cache_ttl;
+    app.token = token;
     size_thread_pool();
 
     if (signer_passtypes_publish(certs, &app.redis, &startup_stop) != 0) {

@@ -16,7 +16,9 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <openssl/crypto.h>
 #include <string.h>
+#include <strings.h>
 #include <uv.h>
 
 #define PKPASS_MIME "application/vnd.apple.pkpass"
@@ -117,9 +119,27 @@ static void on_after_work(uv_work_t *work, int status)
     free(job);
 }
 
+/* 1 when no SIGNER_TOKEN is configured, or the request carries it as a bearer token. */
+static int is_authorized(h2o_req_t *req)
+{
+    const char *token = bundles_app->token;
+    if (token == NULL || token[0] == '\0')
+        return 1;
+    h2o_iovec_t v = cm_httpd_header(req, "authorization");
+    size_t tl = strlen(token);
+    if (v.base == NULL || v.len != tl + 7 || strncasecmp(v.base, "Bearer ", 7) != 0)
+        return 0;
+    return CRYPTO_memcmp(v.base + 7, token, tl) == 0;
+}
+
 static int on_bundles(void *data, h2o_req_t *req)
 {
     (void)data;
+    if (!is_authorized(req)) {
+        cm_httpd_add_header(req, "WWW-Authenticate", "Bearer");
+        cm_httpd_send_error(req, 401, "missing or wrong Authorization: Bearer <SIGNER_TOKEN>");
+        return 0;
+    }
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
         !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
         cm_httpd_add_header(req, "Allow", "GET, HEAD");

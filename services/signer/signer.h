@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "common/certs.h"
+#include "common/limits.h"
 #include "common/manifest.h"
 #include "common/redis_url.h"
 
@@ -38,12 +39,13 @@ typedef struct signer_app {
     cm_redis_url_t redis;
     const char *public_url; /* becomes webServiceURL */
     long cache_ttl;         /* seconds a bundle stays in pk:bundle:*; 0 disables the cache */
+    const char *token;      /* SIGNER_TOKEN: required as a bearer token when not empty */
 } signer_app_t;
 
 /* Maximums for what a template may hold, checked before building. */
-#define SIGNER_TEMPLATE_MAX_FILES 128
-#define SIGNER_TEMPLATE_MAX_BYTES (16u * 1024 * 1024)
-#define SIGNER_DOC_MAX_BYTES      (256u * 1024)
+#define SIGNER_TEMPLATE_MAX_FILES CM_TEMPLATE_MAX_FILES
+#define SIGNER_TEMPLATE_MAX_BYTES CM_TEMPLATE_MAX_BYTES
+#define SIGNER_DOC_MAX_BYTES      CM_PASS_DOC_MAX_BYTES
 #define SIGNER_REDIS_TIMEOUT_MS   5000
 
 /* ---- routes_bundles.c, routes_health.c ---- */

@@ -26,6 +26,7 @@ TEAM_ID = "TEAM123456"
 PASS_TYPE = "pass.com.example.integration"
 OTHER_PASS_TYPE = "pass.com.example.other"
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
+SIGNER_TOKEN = "signer-token-for-tests-0123456789"
 PNG_1X1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
@@ -192,7 +193,7 @@ class Stack:
     def signer_env(self):
         return {"REDIS_URL": self.redis_url, "SIGNER_LISTEN": "127.0.0.1:%d" % self.signer_port,
                 "CERTS_DIR": self.certs, "PUBLIC_URL": "http://127.0.0.1:%d/passes" % self.api_port,
-                "LOG_LEVEL": "debug"}
+                "SIGNER_TOKEN": SIGNER_TOKEN, "LOG_LEVEL": "debug"}
 
     def _wait_started(self, service, check, timeout=10.0):
         """True once check() holds; False if the process exited first (e.g. its port was taken)."""
@@ -224,7 +225,7 @@ class Stack:
         env = {"REDIS_URL": self.redis_url, "API_LISTEN": "127.0.0.1:%d" % self.api_port,
                "SIGNER_URL": "http://127.0.0.1:%d" % self.signer_port, "ADMIN_TOKEN": ADMIN_TOKEN,
                "PUBLIC_URL": "http://127.0.0.1:%d/passes" % self.api_port, "MAX_BODY_BYTES": "2097152",
-               "LOG_LEVEL": "debug"}
+               "SIGNER_TOKEN": SIGNER_TOKEN, "LOG_LEVEL": "debug"}
         self.services["api"] = Service("api", [os.path.join(BIN, "passkit-api")], env, self.tmp)
         api = self.services["api"]
         if not self._wait_started(api, lambda: "event=listening" in api.output()):

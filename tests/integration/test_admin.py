@@ -4,7 +4,8 @@ a clear JSON error with nothing stored."""
 import json
 import os
 
-from harness import (ADMIN_TOKEN, PASS_TYPE, PNG_1X1, StackTestCase, make_zip, request, run, sample_template)
+from harness import (ADMIN_TOKEN, PASS_TYPE, PNG_1X1, SIGNER_TOKEN, StackTestCase, make_zip, request, run,
+                     sample_template)
 from pkpass_check import check_bundle
 
 
@@ -57,6 +58,12 @@ class AdminTest(StackTestCase):
             (make_zip({"pass.json": "[1]", "icon.png": PNG_1X1}), "must be a JSON object", "pass.json"),
             (make_zip({"pass.json": "{}", "icon.png": PNG_1X1, "../evil.png": PNG_1X1}), "not allowed", "../evil.png"),
             (make_zip({"pass.json": "{}", "icon.png": PNG_1X1, "a/b/c.png": PNG_1X1}), "not allowed", "a/b/c.png"),
+            # names the signer could not put in a bundle are refused at upload, not at download
+            (make_zip({"pass.json": "{}", "icon.png": PNG_1X1, "my logo.png": PNG_1X1}), "not allowed", "my logo.png"),
+            (make_zip({"pass.json": "{}", "icon.png": PNG_1X1, "./x.png": PNG_1X1}), "not allowed", "./x.png"),
+            (make_zip({"pass.json": "{}", "icon.png": PNG_1X1, "caf\u00e9.png": PNG_1X1}), "not allowed", "caf??.png"),
+            (make_zip({"pass.json": "{}", "icon.png": PNG_1X1, "a\x01b.png": PNG_1X1}), "not allowed", "a?b.png"),
+            (make_zip({"pass.json": '{"a": 1, "a": 2}', "icon.png": PNG_1X1}), "duplicate", "pass.json"),
         ]
         for body, fragment, file in cases:
             r = self.stack.admin("PUT", "/templates/t-bad", body)
@@ -153,7 +160,43 @@ class AdminTest(StackTestCase):
         self.assert_error(r, 400, "passTypeIdentifier")
         r = self.stack.admin("PUT", "/passes/%s/bad%%20serial" % PASS_TYPE, {"templateId": "tpl", "pass": {}})
         self.assert_error(r, 400, "serialNumber")
+        r = self.stack.admin("PUT", path, '{"templateId": "tpl", "templateId": "tpl", "pass": {}}')
+        self.assert_error(r, 400, "duplicate")
+        r = self.stack.admin("PUT", path, {"templateId": "tpl", "pass": {"description": "x" * 300000}})
+        self.assert_error(r, 400, "more than the 262144 allowed")
         self.assertEqual(self.keys("pk:pass:*p-bad"), [])
+
+    def test_unknown_admin_paths_are_json_404(self):
+        for path in ["/foo", "/passes/%s/x/zzz" % PASS_TYPE, "/templates"]:
+            self.assert_error(self.stack.admin("GET", path), 404, "no such admin resource")
+
+    def test_concurrent_patches_all_land(self):
+        import threading
+        self.assertEqual(self.put_pass("p-race").status, 201)
+        results = []
+
+        def patch(i):
+            r = self.stack.admin("PATCH", "/passes/%s/p-race" % PASS_TYPE, {"pass": {"k%02d" % i: i}})
+            results.append((r.status, r.json().get("lastUpdated")))
+
+        threads = [threading.Thread(target=patch, args=(i,)) for i in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual([s for s, _ in results], [200] * 40)
+        self.assertEqual(len({tag for _, tag in results}), 40)
+        state = self.stack.admin("GET", "/passes/%s/p-race" % PASS_TYPE).json()
+        self.assertEqual(state["pass"], {"k%02d" % i: i for i in range(40)})
+
+    def test_signer_requires_its_token(self):
+        path = "/v1/bundles/%s/p-signer" % PASS_TYPE
+        self.assertEqual(self.put_pass("p-signer").status, 201)
+        self.assertEqual(request(self.stack.signer_port, "GET", path).status, 401)
+        r = request(self.stack.signer_port, "GET", path, headers={"Authorization": "Bearer nope"})
+        self.assertEqual(r.status, 401)
+        r = request(self.stack.signer_port, "GET", path, headers={"Authorization": "Bearer " + SIGNER_TOKEN})
+        self.assertEqual(r.status, 200)
 
     def test_authentication_token_cannot_change(self):
         self.put_pass("p-token", pass_fields={"authenticationToken": "first-token-0123456789"})

@@ -95,12 +95,56 @@ class ResilienceTest(StackTestCase):
             self.assertIn("storage unavailable", r.json()["error"])
             self.assertEqual(s.api("GET", "/readyz").status, 503)
             self.assertEqual(s.api("GET", "/healthz").status, 200)
+            time.sleep(2.0)  # several reconnects fail (connection refused) before Redis is back
+            self.assertEqual(s.api("GET", "%s/devices/rd-dev/registrations/%s" % (V1, PASS_TYPE)).status, 503)
         finally:
             from harness import Service
             s.redis = Service("redis", ["redis-server", "--port", str(s.redis_port), "--bind", "127.0.0.1",
                                         "--save", "", "--appendonly", "no", "--dir", redis_dir], {}, s.tmp)
         wait_until(lambda: s.api("GET", "/readyz").status == 200, timeout=10, what="api to reconnect")
         self.assertEqual(s.api("GET", "%s/passes/%s/rd-1" % (V1, PASS_TYPE), headers=auth).status, 200)
+
+    def test_redis_killed_under_load(self):
+        """SIGKILL (no FIN from a clean shutdown): requests in flight get 503 quickly, /readyz turns 503,
+        and the api recovers once Redis is back."""
+        import threading
+        from harness import Service
+        s = self.stack
+        token = self.create("rk-1")
+        s.redis_cli("SAVE")
+        redis_dir = os.path.join(s.tmp, "redis")
+        statuses, stop = [], threading.Event()
+
+        def load():
+            while not stop.is_set():
+                try:
+                    statuses.append(s.api("GET", "%s/devices/rk-dev/registrations/%s" % (V1, PASS_TYPE)).status)
+                except OSError:
+                    statuses.append(None)
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        s.redis.proc.kill()
+        s.redis.proc.wait()
+        try:
+            wait_until(lambda: s.api("GET", "/readyz").status == 503, timeout=10, what="/readyz to report Redis down")
+            time.sleep(1.0)
+            stop.set()
+            for t in threads:
+                t.join(timeout=30)
+            self.assertFalse(any(t.is_alive() for t in threads), "requests hung with Redis dead")
+            self.assertIn(503, statuses)
+            self.assertTrue(set(statuses) <= {204, 503}, set(statuses))
+        finally:
+            stop.set()
+            s.redis.log.close()
+            s.redis = Service("redis", ["redis-server", "--port", str(s.redis_port), "--bind", "127.0.0.1",
+                                        "--save", "", "--appendonly", "no", "--dir", redis_dir], {}, s.tmp)
+        wait_until(lambda: s.api("GET", "/readyz").status == 200, timeout=10, what="api to reconnect")
+        self.assertEqual(s.api("GET", "%s/passes/%s/rk-1" % (V1, PASS_TYPE),
+                               headers={"Authorization": "ApplePass " + token}).status, 200)
 
     def test_apns_410_and_bad_device_token_remove_registrations(self):
         s = self.stack
@@ -146,6 +190,39 @@ class MisconfigurationTest(StackTestCase):
         shutil.rmtree(d, ignore_errors=True)
         shutil.copytree(self.stack.certs, d)
         return d
+
+    def test_api_reports_every_bad_variable(self):
+        code, out = self.run_service("passkit-api", {"ADMIN_TOKEN": "short", "MAX_BODY_BYTES": "lots",
+                                                     "LOG_LEVEL": "chatty", "REDIS_URL": self.stack.redis_url,
+                                                     "API_LISTEN": "127.0.0.1:%d" % free_port()})
+        self.assertNotEqual(code, 0)
+        for name in ("ADMIN_TOKEN", "MAX_BODY_BYTES", "LOG_LEVEL"):
+            self.assertIn("var=" + name, out)
+
+    def test_api_started_before_redis_and_public_url_ending_in_v1(self):
+        from harness import Service, request
+        redis_port, api_port = free_port(), free_port()
+        env = {"ADMIN_TOKEN": ADMIN_TOKEN, "REDIS_URL": "redis://127.0.0.1:%d/0" % redis_port,
+               "API_LISTEN": "127.0.0.1:%d" % api_port, "PUBLIC_URL": "https://passes.example.com/v1"}
+        api = Service("api-early", [os.path.join(BIN, "passkit-api")], env, self.stack.tmp)
+        redis = None
+        try:
+            wait_until(lambda: "event=listening" in api.output(), what="api to listen")
+            time.sleep(1.5)  # a few connection attempts are refused first
+            self.assertEqual(request(api_port, "GET", "/readyz").status, 503)
+            redis = Service("redis-late", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                                           "--save", "", "--appendonly", "no", "--dir", self.stack.tmp], {},
+                            self.stack.tmp)
+            wait_until(lambda: request(api_port, "GET", "/readyz").status == 200, timeout=10, what="api to connect")
+            # Wallet calls webServiceURL + "/v1/...": here "/v1/v1/..."
+            r = request(api_port, "GET", "/v1/v1/devices/d/registrations/%s" % PASS_TYPE)
+            self.assertEqual(r.status, 204)
+            r = request(api_port, "GET", "/v1/devices/d/registrations/%s" % PASS_TYPE)
+            self.assertEqual(r.status, 204)
+        finally:
+            self.assertEqual(api.stop(), 0, api.output())
+            if redis is not None:
+                redis.stop()
 
     def test_api_without_admin_token(self):
         code, out = self.run_service("passkit-api", {"ADMIN_TOKEN": "", "REDIS_URL": self.stack.redis_url,

@@ -190,6 +190,17 @@ class WebServiceTest(StackTestCase):
         self.assertGreater(email.utils.parsedate_to_datetime(r.header("last-modified")),
                            email.utils.parsedate_to_datetime(lm))
 
+    def test_http2_cleartext(self):
+        """h2o also speaks HTTP/2 without TLS (behind a load balancer): every header must be lower case."""
+        import subprocess
+        token = self.create("h2c-1")
+        url = "http://127.0.0.1:%d%s/passes/%s/h2c-1" % (self.stack.api_port, V1, PASS_TYPE)
+        for headers, status in ((["-H", "Authorization: ApplePass " + token], "200"), ([], "401")):
+            out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
+                                  *headers, url], capture_output=True, text=True)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(out.stdout, status)
+
     def test_wrong_pass_type_is_404(self):
         token = self.create("ptype-1")
         r = self.stack.api("GET", "%s/passes/%s/ptype-1" % (V1, OTHER_PASS_TYPE), headers={"Authorization": "ApplePass " + token})
@@ -210,6 +221,7 @@ class WebServiceTest(StackTestCase):
         self.assertEqual(self.stack.api("GET", V1 + "/log").status, 405)
         self.assertEqual(self.stack.api("PUT", "%s/passes/%s/x" % (V1, PASS_TYPE)).status, 405)
         self.assertEqual(self.stack.api("GET", V1 + "/nothing-here").status, 404)
+        self.assertEqual(self.stack.api("POST", V1 + "/log/extra", {"logs": ["x"]}).status, 404)
         self.assertEqual(self.stack.api("GET", "%s/devices/a%%2Fb/registrations/%s" % (V1, PASS_TYPE)).status, 400)
 
 
