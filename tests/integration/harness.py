@@ -62,7 +62,8 @@ def zip_dir(path):
     for root, _, names in os.walk(path):
         for n in names:
             full = os.path.join(root, n)
-            files[os.path.relpath(full, path)] = open(full, "rb").read()
+            with open(full, "rb") as f:
+                files[os.path.relpath(full, path)] = f.read()
     return make_zip(files)
 
 

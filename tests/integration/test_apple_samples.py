@@ -19,7 +19,11 @@ STYLES = ["BoardingPass", "Coupon", "Event", "Generic", "StoreCard"]
 
 def read_model(style):
     folder = os.path.join(PASSES, style + ".pass")
-    return {n: open(os.path.join(folder, n), "rb").read() for n in sorted(os.listdir(folder))}
+    files = {}
+    for n in sorted(os.listdir(folder)):
+        with open(os.path.join(folder, n), "rb") as f:
+            files[n] = f.read()
+    return files
 
 
 def apple_manifest(style):
