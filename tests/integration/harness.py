@@ -188,8 +188,12 @@ class Stack:
         for rule in self.apns_rules:
             argv += ["--rule", rule]
         self.services["apns"] = Service("apns", argv, {}, self.tmp)
-        self.apns_port = int(wait_until(lambda: os.path.exists(port_file) and open(port_file).read().strip(),
-                                        what="apns-standin port"))
+        def read_port():
+            if not os.path.exists(port_file):
+                return None
+            with open(port_file) as f:
+                return f.read().strip()
+        self.apns_port = int(wait_until(read_port, what="apns-standin port"))
 
     def signer_env(self):
         return {"REDIS_URL": self.redis_url, "SIGNER_LISTEN": "127.0.0.1:%d" % self.signer_port,
