@@ -22,6 +22,17 @@ void signer_fetch_result_dispose(signer_fetch_result_t *res)
     res->bundle = NULL;
 }
 
+/* A pass whose template vanished is a data problem (500 naming it), not an unknown pass (404). */
+static int template_gone_is_data_error(int rc, const signer_pass_record_t *pass, const char *ptid,
+                                       const char *serial, signer_fetch_result_t *res)
+{
+    if (rc != SIGNER_ERR_NOT_FOUND)
+        return rc;
+    snprintf(res->err, sizeof(res->err), "template %s of pass %s %s is gone", pass->template_id, ptid,
+             serial);
+    return SIGNER_ERR_DATA;
+}
+
 void signer_bundle_fetch(const signer_app_t *app, const char *ptid, const char *serial,
                          signer_fetch_result_t *res)
 {
@@ -45,11 +56,7 @@ void signer_bundle_fetch(const signer_app_t *app, const char *ptid, const char *
         goto out;
     }
     rc = signer_store_template_rev(store, pass.template_id, rev, sizeof(rev), res->err, sizeof(res->err));
-    if (rc == SIGNER_ERR_NOT_FOUND) {
-        snprintf(res->err, sizeof(res->err), "template %s of pass %s %s is gone", pass.template_id, ptid,
-                 serial);
-        rc = SIGNER_ERR_DATA;
-    }
+    rc = template_gone_is_data_error(rc, &pass, ptid, serial, res);
     if (rc != 0)
         goto out;
     if (app->cache_ttl > 0) {
@@ -64,11 +71,7 @@ void signer_bundle_fetch(const signer_app_t *app, const char *ptid, const char *
     }
 
     rc = signer_store_read_template(store, pass.template_id, &tpl, res->err, sizeof(res->err));
-    if (rc == SIGNER_ERR_NOT_FOUND) {
-        snprintf(res->err, sizeof(res->err), "template %s of pass %s %s is gone", pass.template_id, ptid,
-                 serial);
-        rc = SIGNER_ERR_DATA;
-    }
+    rc = template_gone_is_data_error(rc, &pass, ptid, serial, res);
     if (rc != 0)
         goto out;
     signer_bundle_input_t in = {
