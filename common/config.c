@@ -49,7 +49,9 @@ void cm_config_log(const cm_config_var_t *vars, size_t count)
         int n;
         if (v->secret)
             n = snprintf(line + off, sizeof(line) - off, " %s=%s", v->name,
-                         *(const char **)v->target != NULL ? "(set)" : "(unset)");
+                         (*(const char **)v->target != NULL && (*(const char **)v->target)[0] != '\0')
+                             ? "(set)"
+                             : "(unset)");
         else if (v->type == CM_CONFIG_STRING)
             n = snprintf(line + off, sizeof(line) - off, " %s=\"%s\"", v->name, *(const char **)v->target);
         else

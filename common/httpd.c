@@ -102,10 +102,12 @@ int cm_httpd_new(h2o_loop_t *loop, const char *listen, size_t max_body, cm_httpd
     httpd->loop = loop;
     httpd->listen = strdup(listen);
     h2o_config_init(&httpd->config);
-    /* h2o refuses (plain-text 413, before reading) bodies over twice the limit; between the limit and
-     * that, the dispatcher answers a JSON 413, so ordinary oversize uploads get a readable error. */
+    /* h2o buffers a whole body before any handler runs, so its limit is the memory one request may
+     * hold: it is max_body itself. A body announced larger is refused by h2o (plain-text 413) before
+     * it is read; a chunked one that grows past it too. The dispatcher's own check (a JSON 413) stays
+     * for bodies h2o counted differently. */
     httpd->max_body = max_body;
-    httpd->config.max_request_entity_size = max_body * 2;
+    httpd->config.max_request_entity_size = max_body;
     httpd->config.server_name = h2o_iovec_init(H2O_STRLIT("passkit"));
     h2o_hostconf_t *host =
         h2o_config_register_host(&httpd->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);

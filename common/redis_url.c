@@ -31,17 +31,17 @@ int cm_redis_url_parse(const char *url, cm_redis_url_t *out, char *err, size_t e
     if (u == NULL)
         abort();
     if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
-        snprintf(err, err_size, "REDIS_URL \"%s\" is not a URL (expected redis://host:port/db)", url);
+        snprintf(err, err_size, "REDIS_URL is not a URL (expected redis://host:port/db)");
         goto out;
     }
     if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK || strcmp(scheme, "redis") != 0) {
-        snprintf(err, err_size, "REDIS_URL \"%s\" must use the redis:// scheme (TLS is not supported)", url);
+        snprintf(err, err_size, "REDIS_URL must use the redis:// scheme (TLS is not supported)");
         goto out;
     }
     if (copy_part(u, CURLUPART_HOST, r.host, sizeof(r.host)) != 0 || r.host[0] == '\0' ||
         copy_part(u, CURLUPART_USER, r.user, sizeof(r.user)) != 0 ||
         copy_part(u, CURLUPART_PASSWORD, r.password, sizeof(r.password)) != 0) {
-        snprintf(err, err_size, "REDIS_URL \"%s\" has no host, or a part that is too long", url);
+        snprintf(err, err_size, "REDIS_URL has no host, or a part that is too long");
         goto out;
     }
     /* curl keeps IPv6 brackets in the host; hiredis wants the bare address. */
@@ -57,7 +57,7 @@ int cm_redis_url_parse(const char *url, cm_redis_url_t *out, char *err, size_t e
         char *end;
         long db = strtol(path + 1, &end, 10);
         if (*end != '\0' || db < 0 || db > 15) {
-            snprintf(err, err_size, "REDIS_URL \"%s\": the path must be a database number 0-15", url);
+            snprintf(err, err_size, "REDIS_URL: the path must be a database number 0-15");
             goto out;
         }
         r.db = (int)db;

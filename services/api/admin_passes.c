@@ -108,6 +108,36 @@ static int check_resource(h2o_req_t *req, const json_t *res, const char *self_pt
     return 0;
 }
 
+/* Answers a write: 201 when created, else 200, with the pass's token, tag and Last-Modified. */
+static void reply_written(h2o_req_t *req, api_op_t *op, int created, long long version,
+                          long long last_modified)
+{
+    char lm[CM_HTTPDATE_SIZE], tag[32];
+    cm_httpdate_format((time_t)last_modified, lm);
+    snprintf(tag, sizeof(tag), "%lld", version);
+    json_t *res = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "passTypeIdentifier", op->ptid, "serialNumber",
+                            op->serial, "templateId", op->template_id, "authenticationToken",
+                            op->presented_token, "lastUpdated", tag, "lastModified", lm);
+    CM_LOG(CM_LOG_INFO, "event=pass_%s ptid=%s serial=%s version=%lld", created ? "created" : "updated",
+           op->ptid, op->serial, version);
+    cm_httpd_send_json(req, created ? 201 : 200, res);
+    json_decref(res);
+}
+
+/* 1 when a write would store exactly what is stored (same template, overrides and merged pass.json). */
+static int is_unchanged(const char *stored_tid, const char *stored_overrides, const char *stored_doc,
+                        const char *template_id, const json_t *overrides, const json_t *doc)
+{
+    if (stored_tid == NULL || stored_overrides == NULL || stored_doc == NULL ||
+        strcmp(stored_tid, template_id) != 0)
+        return 0;
+    json_t *old_overrides = json_loads(stored_overrides, 0, NULL), *old_doc = json_loads(stored_doc, 0, NULL);
+    int same = json_equal(old_overrides, overrides) && json_equal(old_doc, doc);
+    json_decref(old_overrides);
+    json_decref(old_doc);
+    return same;
+}
+
 static void on_written(redisReply *reply, void *data)
 {
     api_op_t *op = data;
@@ -126,18 +156,8 @@ static void on_written(redisReply *reply, void *data)
         api_reply_redis_failure(req, reply);
         goto out;
     }
-    int created = reply->element[0]->integer == 1;
-    long long version = reply->element[1]->integer;
-    char lm[CM_HTTPDATE_SIZE], tag[32];
-    cm_httpdate_format((time_t)reply->element[2]->integer, lm);
-    snprintf(tag, sizeof(tag), "%lld", version);
-    json_t *res = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "passTypeIdentifier", op->ptid, "serialNumber",
-                            op->serial, "templateId", op->template_id, "authenticationToken",
-                            op->presented_token, "lastUpdated", tag, "lastModified", lm);
-    CM_LOG(CM_LOG_INFO, "event=pass_%s ptid=%s serial=%s version=%lld", created ? "created" : "updated",
-           op->ptid, op->serial, version);
-    cm_httpd_send_json(req, created ? 201 : 200, res);
-    json_decref(res);
+    reply_written(req, op, reply->element[0]->integer == 1, reply->element[1]->integer,
+                  reply->element[2]->integer);
 out:
     api_op_free(op);
 }
@@ -152,13 +172,14 @@ static void on_context(redisReply *reply, void *data)
     api_op_t *op = data;
     json_t *resource = NULL, *tpl = NULL, *doc = NULL;
     char *overrides_s = NULL, *doc_s = NULL;
-    h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_ARRAY, 6);
+    h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_ARRAY, 8);
     if (req == NULL)
         goto out;
     const char *version = str_or_null(reply->element[0]), *stored_tid = str_or_null(reply->element[1]),
                *stored_overrides = str_or_null(reply->element[2]),
                *stored_token = str_or_null(reply->element[3]), *tpl_json = str_or_null(reply->element[4]),
-               *team = str_or_null(reply->element[5]);
+               *team = str_or_null(reply->element[5]), *stored_doc = str_or_null(reply->element[6]),
+               *stored_lm = str_or_null(reply->element[7]);
     if (op->is_patch) {
         if (version == NULL) {
             cm_httpd_send_error(req, 404, "no pass %s/%s", op->ptid, op->serial);
@@ -169,7 +190,7 @@ static void on_context(redisReply *reply, void *data)
         resource = cm_json_merge_patch(current, op->body);
         json_decref(current);
     } else {
-        resource = json_incref(op->body);
+        resource = json_deep_copy(op->body); /* edited below; a retry must see the request as sent */
     }
     if (check_resource(req, resource, op->ptid, op->serial) != 0)
         goto out;
@@ -214,6 +235,13 @@ static void on_context(redisReply *reply, void *data)
     if (strlen(doc_s) > CM_PASS_DOC_MAX_BYTES) {
         cm_httpd_send_error(req, 400, "the pass's pass.json would be %zu bytes, more than the %u allowed",
                             strlen(doc_s), CM_PASS_DOC_MAX_BYTES);
+        goto out;
+    }
+    if (version != NULL &&
+        is_unchanged(stored_tid, stored_overrides, stored_doc, op->template_id, pass, doc)) {
+        /* Nothing changes: no new version, no event, no push (Apple: push only when the pass changed). */
+        reply_written(req, op, 0, strtoll(version, NULL, 10),
+                      stored_lm != NULL ? strtoll(stored_lm, NULL, 10) : 0);
         goto out;
     }
     const char *args[] = {op->ptid,           op->serial,  version != NULL ? version : "0",

@@ -8,6 +8,7 @@
 #include "common/config.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/redis_url.h"
 #include "redis_async.h"
 #include "signer_client.h"
 
@@ -25,7 +26,7 @@ static uv_timer_t drain_timer;
 static uint64_t drain_deadline;
 
 static const cm_config_var_t config_vars[] = {
-    {"REDIS_URL", CM_CONFIG_STRING, "redis://127.0.0.1:6379/0", 0, 0, 0, &app.cfg.redis_url,
+    {"REDIS_URL", CM_CONFIG_STRING, "redis://127.0.0.1:6379/0", 0, 0, 1, &app.cfg.redis_url,
      "redis://host:port/db"},
     {"API_LISTEN", CM_CONFIG_STRING, "0.0.0.0:8080", 0, 0, 0, &app.cfg.listen, "host:port to listen on"},
     {"SIGNER_URL", CM_CONFIG_STRING, "http://127.0.0.1:8081", 0, 0, 0, &app.cfg.signer_url,
@@ -139,6 +140,13 @@ int main(void)
     if (app.cfg.signer_token != NULL && strlen(app.cfg.signer_token) > CM_AUTH_TOKEN_MAX) {
         CM_LOG(CM_LOG_ERROR, "event=config_invalid var=SIGNER_TOKEN reason=\"longer than %d characters\"",
                CM_AUTH_TOKEN_MAX);
+        bad = 1;
+    }
+    cm_redis_url_t parsed;
+    char url_err[256];
+    if (app.cfg.redis_url != NULL &&
+        cm_redis_url_parse(app.cfg.redis_url, &parsed, url_err, sizeof(url_err)) != 0) {
+        CM_LOG(CM_LOG_ERROR, "event=config_invalid var=REDIS_URL reason=\"%s\"", url_err);
         bad = 1;
     }
     if (app.cfg.public_url != NULL && public_base_path(app.cfg.public_url, &app.base_path) != 0) {

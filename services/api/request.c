@@ -117,14 +117,21 @@ int api_method_not_allowed(h2o_req_t *req, const char *allow)
 
 void api_reply_redis_failure(h2o_req_t *req, const redisReply *reply)
 {
-    if (reply == NULL) {
-        CM_LOG(CM_LOG_ERROR, "event=redis_unavailable path=\"%.*s\"", (int)req->path.len, req->path.base);
+    char path[128];
+    cm_log_clean(path, sizeof(path), req->path.base, req->path.len);
+    /* No reply, or Redis busy running a script, loading its data set or failing over: try again. */
+    const char *err = reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str : NULL;
+    if (reply == NULL ||
+        (err != NULL && (strncmp(err, "BUSY", 4) == 0 || strncmp(err, "LOADING", 7) == 0 ||
+                         strncmp(err, "MASTERDOWN", 10) == 0 || strncmp(err, "TRYAGAIN", 8) == 0))) {
+        CM_LOG(CM_LOG_ERROR, "event=redis_unavailable path=\"%s\" reason=\"%s\"", path,
+               err != NULL ? err : "no connection or no reply");
         cm_httpd_add_header(req, "Retry-After", "5");
         cm_httpd_send_error(req, 503, "storage unavailable, try again later");
         return;
     }
-    CM_LOG(CM_LOG_ERROR, "event=redis_error path=\"%.*s\" reason=\"%s\"", (int)req->path.len, req->path.base,
-           reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply type");
+    CM_LOG(CM_LOG_ERROR, "event=redis_error path=\"%s\" reason=\"%s\"", path,
+           err != NULL ? err : "unexpected reply type");
     cm_httpd_send_error(req, 500, "internal storage error");
 }
 
@@ -175,8 +182,9 @@ static void on_authorize(redisReply *reply, void *data)
         goto done;
     }
     if (!api_secret_equal(token->str, op->presented_token)) {
-        CM_LOG(CM_LOG_INFO, "event=unauthorized ptid=%s serial=%s path=\"%.*s\"", op->ptid, op->serial,
-               (int)req->path.len, req->path.base);
+        char path[128];
+        CM_LOG(CM_LOG_INFO, "event=unauthorized ptid=%s serial=%s path=\"%s\"", op->ptid, op->serial,
+               cm_log_clean(path, sizeof(path), req->path.base, req->path.len));
         cm_httpd_send_error(req, 401, "authentication token does not match");
         goto done;
     }

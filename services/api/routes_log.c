@@ -49,7 +49,12 @@ static int on_log(void *data, h2o_req_t *req)
     json_t *body = json_loadb(req->entity.base != NULL ? req->entity.base : "", req->entity.len, 0, &jerr);
     json_t *logs = json_object_get(body, "logs");
     size_t n = json_array_size(logs);
-    if (body == NULL || !json_is_array(logs) || n == 0 || n > MAX_LINES) {
+    if (body == NULL) {
+        cm_httpd_send_error(req, 400, "body is not valid JSON: %s at line %d, column %d", jerr.text,
+                            jerr.line, jerr.column);
+        return 0;
+    }
+    if (!json_is_array(logs) || n == 0 || n > MAX_LINES) {
         cm_httpd_send_error(req, 400, "body must be {\"logs\": [\"...\"]} with 1 to %d lines", MAX_LINES);
         json_decref(body);
         return 0;

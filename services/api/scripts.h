@@ -25,11 +25,13 @@
     "if redis.call('SCARD', dp) == 0 then redis.call('DEL', 'pk:devtoken:'..ARGV[3]..':'..ARGV[1]) end\n"    \
     "return removed\n"
 
-/* ARGV: ptid, dli, since (a version number; 0 = everything). Returns {} when nothing changed, else
+/* ARGV: ptid, dli, since (a version number; 0 = everything; a tag this server never issued, beyond
+ * pk:seq, from an older data set or another server, also counts as 0). Returns {} when nothing changed, else
  * {newest version, {serials sorted}} over the device's passes of that type with version > since. */
 #define API_SCRIPT_LIST                                                                                      \
     "local serials = redis.call('SMEMBERS', 'pk:devpasses:'..ARGV[2]..':'..ARGV[1])\n"                       \
     "local since = tonumber(ARGV[3]) or 0\n"                                                                 \
+    "if since > (tonumber(redis.call('GET', 'pk:seq')) or 0) then since = 0 end\n"                           \
     "local out, newest = {}, 0\n"                                                                            \
     "for _, s in ipairs(serials) do\n"                                                                       \
     "  local v = tonumber(redis.call('HGET', 'pk:pass:'..ARGV[1]..':'..s, 'version'))\n"                     \
@@ -43,16 +45,17 @@
     "return {string.format('%d', newest), out}\n"
 
 /* ARGV: ptid, serial, templateId ('' = the pass's own). Returns {version, templateId, overrides,
- * authToken, template pass.json, teamIdentifier of the pass type}, each false when absent. */
+ * authToken, template pass.json, teamIdentifier of the pass type, doc, lastModified}, each false when
+ * absent. */
 #define API_SCRIPT_WRITE_CONTEXT                                                                             \
     "local p = redis.call('HMGET', 'pk:pass:'..ARGV[1]..':'..ARGV[2], 'version', 'templateId',\n"            \
-    "                     'overrides', 'authToken')\n"                                                       \
+    "                     'overrides', 'authToken', 'doc', 'lastModified')\n"                                \
     "local tid = ARGV[3]\n"                                                                                  \
     "if tid == '' then tid = p[2] end\n"                                                                     \
     "local tpl = false\n"                                                                                    \
     "if tid then tpl = redis.call('HGET', 'pk:tpl:'..tid, 'file:pass.json') end\n"                           \
     "local team = redis.call('HGET', 'pk:passtype:'..ARGV[1], 'teamIdentifier')\n"                           \
-    "return {p[1], p[2], p[3], p[4], tpl, team}\n"
+    "return {p[1], p[2], p[3], p[4], tpl, team, p[5], p[6]}\n"
 
 /* ARGV: ptid, serial, expected version ('0' = must not exist), templateId, overrides, doc, authToken.
  * Takes the next pk:seq value as the pass's version, a Last-Modified second that is strictly later

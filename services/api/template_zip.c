@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <zip.h>
 
 static json_t *error_new(const char *file, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -95,6 +96,10 @@ int api_template_from_zip(const void *zip, size_t len, api_template_t *out, json
     size_t total = 0;
     memset(out, 0, sizeof(*out));
     zip_error_init(&zerr);
+    if (len == 0) {
+        err = error_new(NULL, "the body is empty: send the zip of a pass model");
+        goto out;
+    }
     zip_source_t *src = zip_source_buffer_create(zip, len, 0, &zerr);
     if (src == NULL || (za = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &zerr)) == NULL) {
         err =
@@ -159,6 +164,27 @@ int api_template_from_zip(const void *zip, size_t len, api_template_t *out, json
         f->len = st.size;
         f->data[f->len] = '\0';
         total += st.size;
+    }
+    /* Names that differ only in case, or a file that is also a folder ("pass.json" and "pass.json/x"),
+     * make archives that cannot be unpacked everywhere: refuse them. */
+    for (size_t i = 0; i < out->count; i++) {
+        const char *a = out->files[i].name;
+        if (strcasecmp(a, "manifest.json") == 0 || strcasecmp(a, "signature") == 0) {
+            err = error_new(a, "file name \"%s\" is reserved for the signed bundle", a);
+            goto out;
+        }
+        for (size_t j = 0; j < out->count; j++) {
+            const char *b = out->files[j].name;
+            size_t al = strlen(a);
+            if ((j > i && strcasecmp(a, b) == 0) || (strncmp(b, a, al) == 0 && b[al] == '/')) {
+                err =
+                    error_new(b,
+                              "file \"%s\" clashes with \"%s\" (same name but for case, or a file used as a "
+                              "folder)",
+                              b, a);
+                goto out;
+            }
+        }
     }
     const api_template_file_t *pass = find(out, "pass.json");
     if (pass == NULL) {

@@ -166,7 +166,17 @@ static void on_done(void *ctx, pusher_push_t *p, enum pusher_outcome outcome)
     }
     for (size_t i = 0; i < p->nevents; i++) {
         pusher_event_t *ev = &b->events[p->events[i]];
-        if (--ev->pending == 0)
+        /* A push APNs never answered (it was unreachable the whole time) was not delivered: its event
+         * stays pending, and XAUTOCLAIM hands it out again after PUSHER_CLAIM_IDLE_MS. */
+        if (outcome == PUSHER_OUTCOME_ABANDONED && p->status == 0)
+            ev->unanswered = 1;
+        if (--ev->pending > 0)
+            continue;
+        if (ev->unanswered)
+            CM_LOG(CM_LOG_WARN,
+                   "event=event_left_pending id=%s ptid=%s serial=%s reason=\"a push got no answer\"", ev->id,
+                   ev->ptid, ev->serial);
+        else
             queue_ack(ev->id);
     }
 }

@@ -109,7 +109,7 @@ static int parse_entry(const redisReply *e, pusher_event_t *ev)
     }
     /* The type is logged when it is unknown: keep it to characters that cannot break a log line. */
     for (char *t = ev->type; *t; t++)
-        if (!cm_id_is_plain(t, 1))
+        if (!cm_id_char_is_plain(*t))
             *t = '?';
     if (too_long) {
         skip(ev, "field_too_long");

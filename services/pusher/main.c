@@ -81,7 +81,7 @@ static void make_default_consumer(void)
     host[sizeof(host) - 1] = '\0';
     host[96] = '\0';
     for (char *p = host; *p; p++)
-        if (!cm_id_is_plain(p, 1))
+        if (!cm_id_char_is_plain(*p))
             *p = '-';
     snprintf(default_consumer, sizeof(default_consumer), "%.96s-%ld", host[0] ? host : "pusher",
              (long)getpid());

@@ -117,6 +117,7 @@ typedef struct pusher_event {
     enum pusher_event_kind kind;
     const char *skip_reason; /* static string when kind == SKIP */
     size_t pending;          /* pushes of this event not yet answered or abandoned */
+    int unanswered;          /* a push of it got no HTTP answer at all: leave it pending, never ack */
 } pusher_event_t;
 
 #define PUSHER_REDIS_TIMEOUT_MS 5000 /* connect and command timeout (blocking reads add their BLOCK) */

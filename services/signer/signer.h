@@ -173,11 +173,12 @@ int signer_store_read_template(signer_store_t *s, const char *template_id, signe
                                size_t err_size);
 void signer_template_dispose(signer_template_t *tpl);
 
-/* GET key: 0 with *out (malloc'd) on a hit, SIGNER_ERR_NOT_FOUND on a miss, SIGNER_ERR_REDIS. */
-int signer_store_get_bundle(signer_store_t *s, const char *key, unsigned char **out, size_t *out_len,
-                            char *err, size_t err_size);
-/* SET key bytes EX ttl. 0, SIGNER_ERR_REDIS or SIGNER_ERR_INTERNAL. */
-int signer_store_put_bundle(signer_store_t *s, const char *key, const unsigned char *data, size_t len,
-                            long ttl, char *err, size_t err_size);
+/* The cached bundle of key when its id is id: 0 with *out (malloc'd), SIGNER_ERR_NOT_FOUND on a miss or
+ * another id, SIGNER_ERR_REDIS. */
+int signer_store_get_bundle(signer_store_t *s, const char *key, const char *id, unsigned char **out,
+                            size_t *out_len, char *err, size_t err_size);
+/* Replaces key's bundle with data under id, TTL ttl seconds. 0, SIGNER_ERR_REDIS or SIGNER_ERR_INTERNAL. */
+int signer_store_put_bundle(signer_store_t *s, const char *key, const char *id, const unsigned char *data,
+                            size_t len, long ttl, char *err, size_t err_size);
 
 #endif

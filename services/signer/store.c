@@ -300,43 +300,53 @@ out:
     return rc;
 }
 
-int signer_store_get_bundle(signer_store_t *s, const char *key, unsigned char **out, size_t *out_len,
-                            char *err, size_t err_size)
+int signer_store_get_bundle(signer_store_t *s, const char *key, const char *id, unsigned char **out,
+                            size_t *out_len, char *err, size_t err_size)
 {
-    const char *argv[] = {"GET", key};
-    redisReply *r = command(s, 2, argv, NULL, err, err_size);
+    const char *argv[] = {"HMGET", key, "id", "data"};
+    redisReply *r = command(s, 4, argv, NULL, err, err_size);
     if (r == NULL)
         return SIGNER_ERR_REDIS;
     int rc = SIGNER_ERR_NOT_FOUND;
-    if (r->type == REDIS_REPLY_STRING && r->len > 0) {
-        unsigned char *copy = malloc(r->len);
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(r->element[0]->str, id) == 0 && r->element[1]->type == REDIS_REPLY_STRING &&
+        r->element[1]->len > 0) {
+        redisReply *data = r->element[1];
+        unsigned char *copy = malloc(data->len);
         if (copy == NULL)
             abort();
-        memcpy(copy, r->str, r->len);
+        memcpy(copy, data->str, data->len);
         *out = copy;
-        *out_len = r->len;
+        *out_len = data->len;
         rc = 0;
     } else if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(err, err_size, "redis GET %s: %s", key, r->str);
+        snprintf(err, err_size, "redis HMGET %s: %s", key, r->str);
         rc = SIGNER_ERR_INTERNAL;
     }
     freeReplyObject(r);
     return rc;
 }
 
-int signer_store_put_bundle(signer_store_t *s, const char *key, const unsigned char *data, size_t len,
-                            long ttl, char *err, size_t err_size)
+/* Replaces the pass's cached bundle and sets its TTL in one step. */
+#define PUT_BUNDLE_SCRIPT                                                                                    \
+    "redis.call('HSET', KEYS[1], 'id', ARGV[1], 'data', ARGV[2])\n"                                          \
+    "redis.call('EXPIRE', KEYS[1], ARGV[3])\n"                                                               \
+    "return 1\n"
+
+int signer_store_put_bundle(signer_store_t *s, const char *key, const char *id, const unsigned char *data,
+                            size_t len, long ttl, char *err, size_t err_size)
 {
     char ttl_text[24];
     snprintf(ttl_text, sizeof(ttl_text), "%ld", ttl);
-    const char *argv[] = {"SET", key, (const char *)data, "EX", ttl_text};
-    const size_t argvlen[] = {3, strlen(key), len, 2, strlen(ttl_text)};
-    redisReply *r = command(s, 5, argv, argvlen, err, err_size);
+    const char *argv[] = {"EVAL", PUT_BUNDLE_SCRIPT, "1", key, id, (const char *)data, ttl_text};
+    const size_t argvlen[] = {4,   strlen(PUT_BUNDLE_SCRIPT), 1, strlen(key), strlen(id),
+                              len, strlen(ttl_text)};
+    redisReply *r = command(s, 7, argv, argvlen, err, err_size);
     if (r == NULL)
         return SIGNER_ERR_REDIS;
     int rc = 0;
     if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(err, err_size, "redis SET %s: %s", key, r->str);
+        snprintf(err, err_size, "redis EVAL (put bundle) %s: %s", key, r->str);
         rc = SIGNER_ERR_INTERNAL;
     }
     freeReplyObject(r);

@@ -178,10 +178,13 @@ class Stack:
     def redis_url(self):
         return "redis://127.0.0.1:%d/0" % self.redis_port
 
-    def start_apns(self):
+    def start_apns(self, port=0):
+        """Starts the stand-in (again: pass the port it had, to come back at the same address)."""
         self.apns_record = os.path.join(self.tmp, "apns.jsonl")
         port_file = os.path.join(self.tmp, "apns.port")
-        argv = [os.path.join(BIN, "apns-standin"), "--listen", "127.0.0.1:0", "--port-file", port_file,
+        if os.path.exists(port_file):
+            os.remove(port_file)
+        argv = [os.path.join(BIN, "apns-standin"), "--listen", "127.0.0.1:%d" % port, "--port-file", port_file,
                 "--cert", os.path.join(self.certs, "apns", "server.pem"),
                 "--key", os.path.join(self.certs, "apns", "server-key.pem"),
                 "--client-ca", os.path.join(self.certs, "ca", "chain.pem"), "--record", self.apns_record]

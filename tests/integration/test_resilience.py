@@ -173,6 +173,32 @@ class ResilienceTest(StackTestCase):
                    what="events acknowledged")
 
 
+class ApnsOutageTest(StackTestCase):
+    """APNs unreachable for longer than the pusher's attempts: the event is not acknowledged, and the
+    push goes out once APNs is back."""
+    stack_kwargs = {"start_pusher": False}
+
+    def test_push_survives_an_apns_outage(self):
+        s = self.stack
+        s.start_pusher_service(env_overrides={"PUSHER_MAX_ATTEMPTS": "2", "PUSHER_CLAIM_IDLE_MS": "1000"})
+        self.assertEqual(s.admin("PUT", "/templates/tpl", make_zip(sample_template())).status, 201)
+        token = self.put_pass("out-1").json()["authenticationToken"]
+        r = s.api("POST", "%s/devices/out-dev/registrations/%s/out-1" % (V1, PASS_TYPE), {"pushToken": "abab01"},
+                  {"Authorization": "ApplePass " + token})
+        self.assertEqual(r.status, 201)
+        port = s.apns_port
+        self.assertEqual(s.stop_service("apns")[0], 0)
+        self.assertEqual(self.put_pass("out-1", pass_fields={"logoText": "while APNs is down"}).status, 200)
+        wait_until(lambda: "event=event_left_pending" in s.services["pusher"].output(), timeout=30,
+                   what="the pusher to give up this round without acknowledging")
+        self.assertEqual(s.redis_cli("XPENDING", "pk:events", "pushers").split("\n")[0], "1")
+        s.start_apns(port)
+        wait_until(lambda: [q for q in s.apns_requests() if q["token"] == "abab01" and q["status"] == 200],
+                   timeout=30, what="the push once APNs is back")
+        wait_until(lambda: s.redis_cli("XPENDING", "pk:events", "pushers").split("\n")[0] == "0",
+                   what="the event to be acknowledged")
+
+
 class MisconfigurationTest(StackTestCase):
     """Each service, misconfigured, names the problem and exits non-zero before serving."""
 

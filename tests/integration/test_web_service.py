@@ -63,7 +63,8 @@ class WebServiceTest(StackTestCase):
         token = self.create("reg-5")
         path = "%s/devices/dev-reg-5/registrations/%s/reg-5" % (V1, PASS_TYPE)
         auth = {"Authorization": "ApplePass " + token}
-        for body in ["", "{", "[]", '{"push_token":"ab"}', '{"pushToken":12}', '{"pushToken":"not hex!"}']:
+        for body in ["", "{", "[]", '{"push_token":"ab"}', '{"pushToken":12}', '{"pushToken":"not hex!"}',
+                     '{"pushToken":"abc"}']:
             r = self.stack.api("POST", path, body, auth)
             self.assertEqual(r.status, 400, body)
             self.assertIn("error", r.json())
@@ -144,6 +145,9 @@ class WebServiceTest(StackTestCase):
         r = self.stack.api("GET", base + "?passesUpdatedSince=" + tag2)
         self.assertEqual(r.json()["serialNumbers"], ["list-b"])
         self.assertGreater(int(r.json()["lastUpdated"]), int(tag2))
+        # a tag this server never issued (beyond its counter: an older data set, another server) lists all
+        r = self.stack.api("GET", base + "?passesUpdatedSince=999999999999")
+        self.assertEqual(r.json()["serialNumbers"], ["list-a", "list-b"])
         # a tag from another server version is not a 500: everything is listed
         r = self.stack.api("GET", base + "?passesUpdatedSince=2012-07-22T14%3A25")
         self.assertEqual(r.status, 200)
@@ -222,6 +226,7 @@ class WebServiceTest(StackTestCase):
         self.assertEqual(self.stack.api("PUT", "%s/passes/%s/x" % (V1, PASS_TYPE)).status, 405)
         self.assertEqual(self.stack.api("GET", V1 + "/nothing-here").status, 404)
         self.assertEqual(self.stack.api("POST", V1 + "/log/extra", {"logs": ["x"]}).status, 404)
+        self.assertEqual(self.put_pass("..").status, 400)  # "." and ".." would vanish from URLs
         self.assertEqual(self.stack.api("GET", "%s/devices/a%%2Fb/registrations/%s" % (V1, PASS_TYPE)).status, 400)
 
 

@@ -87,6 +87,10 @@ static void validates_identifiers(void **state)
     assert_false(cm_id_is_plain("a b", 3));
     assert_false(cm_id_is_plain("a:b", 3));
     assert_false(cm_id_is_plain("", 0));
+    assert_false(cm_id_is_plain(".", 1));
+    assert_false(cm_id_is_plain("..", 2));
+    assert_true(cm_id_is_plain("...", 3));
+    assert_false(cm_id_is_push_token("abc", 3));
     assert_true(cm_id_is_push_token("0aF9", 4));
     assert_false(cm_id_is_push_token("0g", 2));
     assert_true(cm_id_is_auth_token("0123456789abcdef", 16));

@@ -27,8 +27,8 @@ struct json_t;
 typedef int (*cm_httpd_handler_fn)(void *data, h2o_req_t *req);
 
 /* Creates a server on loop. listen is "host:port" or ":port" (all interfaces). Request bodies larger
- * than max_body bytes are refused with 413 before a handler sees them (a JSON error, or h2o's own
- * plain-text one past twice the limit, without reading the body). */
+ * than max_body bytes are refused with 413 (h2o's own plain-text answer) before a handler sees them;
+ * max_body is also what one request can make the server buffer. */
 int cm_httpd_new(h2o_loop_t *loop, const char *listen, size_t max_body, cm_httpd_t **out);
 /* Registers a handler for every path starting with prefix (longest prefix wins). Before start only. */
 void cm_httpd_route(cm_httpd_t *httpd, const char *prefix, cm_httpd_handler_fn fn, void *data);

@@ -17,8 +17,11 @@
  *                                 belongs to the device and the pass type, not to a pass).
  *   pk:passtype:{ptid}            hash written by the signer at start: teamIdentifier, notAfter. The api
  *                                 refuses passes of a type with no such entry (no certificate).
- *   pk:bundle:{ptid}:{serial}:{version}:{templateRev}
- *                                 string with TTL: the signed .pkpass of that pass version.
+ *   pk:bundle:{ptid}:{serial}     hash with TTL: the newest signed .pkpass of the pass: "data" = the
+ *                                 bytes, "id" = "{version}:{templateRev}:{signing tag}", where the tag
+ *                                 is a digest of the certificate, the WWDR and PUBLIC_URL, so that a
+ *                                 renewed certificate or a new URL is never served from the cache. One
+ *                                 bundle per pass: a new version replaces the old one.
  *   pk:events                     stream. One entry per change: type (pass.created | pass.updated),
  *                                 passTypeIdentifier, serialNumber, version.
  *   pk:logs                       list of the newest device log lines (POST /v1/log), capped.
@@ -40,7 +43,7 @@
 #define CM_KEY_DEVPASSES_FMT "pk:devpasses:%s:%s"
 #define CM_KEY_DEVTOKEN_FMT  "pk:devtoken:%s:%s"
 #define CM_KEY_PASSTYPE_FMT  "pk:passtype:%s"
-#define CM_KEY_BUNDLE_FMT    "pk:bundle:%s:%s:%s:%s"
+#define CM_KEY_BUNDLE_FMT    "pk:bundle:%s:%s"
 
 /* Template file fields are "file:" + the file's path inside the pass model. */
 #define CM_TEMPLATE_FILE_PREFIX "file:"
