@@ -24,7 +24,7 @@ int cm_log_init(const char *service, const char *level_name)
     return -1;
 }
 
-void cm_log_write(enum cm_log_level level, const char *fmt, ...)
+void cm_log_vwrite(enum cm_log_level level, const char *fmt, va_list ap)
 {
     char line[2048];
     struct timeval tv;
@@ -34,16 +34,21 @@ void cm_log_write(enum cm_log_level level, const char *fmt, ...)
     int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s svc=%s ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                      (int)(tv.tv_usec / 1000), level_names[level], service_name);
-    va_list ap;
-    va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
-    va_end(ap);
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof(line) - 2)
         len = sizeof(line) - 2;
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
+}
+
+void cm_log_write(enum cm_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cm_log_vwrite(level, fmt, ap);
+    va_end(ap);
 }
 
 char *cm_log_clean(char *dst, size_t size, const char *src, size_t len)

@@ -25,6 +25,7 @@
  */
 #define _GNU_SOURCE /* accept4 */
 #include "standin.h"
+#include "common/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -269,6 +270,7 @@ static int accept_all(int lfd, SSL_CTX *ctx, const standin_server_t *server, sta
 
 int main(int argc, char **argv)
 {
+    cm_log_init("apns-standin", "info");
     int rc = 1;
     struct options o = {0};
     SSL_CTX *ctx = NULL;

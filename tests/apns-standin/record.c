@@ -7,6 +7,7 @@
  * such bodies as "body": null plus "body_hex".
  */
 #include "standin.h"
+#include "common/log.h"
 
 #include <jansson.h>
 #include <openssl/rand.h>
@@ -18,28 +19,14 @@
 
 static FILE *record_file;
 
-static const char *const level_names[] = {"info", "warn", "error"};
-
+/* The stand-in logs through the project's logfmt writer (common/log.h) under svc=apns-standin. */
 void standin_log(enum standin_log_level level, const char *fmt, ...)
 {
-    char line[2048];
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s svc=apns-standin ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (int)(tv.tv_usec / 1000), level_names[level]);
+    static const enum cm_log_level levels[] = {CM_LOG_INFO, CM_LOG_WARN, CM_LOG_ERROR};
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    cm_log_vwrite(levels[level], fmt, ap);
     va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof(line) - 2)
-        len = sizeof(line) - 2;
-    line[len++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, len);
-    (void)w;
 }
 
 int64_t standin_now_ms(void)

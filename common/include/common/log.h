@@ -9,6 +9,7 @@
 #ifndef COMMON_LOG_H
 #define COMMON_LOG_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 enum cm_log_level { CM_LOG_DEBUG = 0, CM_LOG_INFO = 1, CM_LOG_WARN = 2, CM_LOG_ERROR = 3 };
@@ -20,6 +21,9 @@ extern int cm_log_min_level;
 int cm_log_init(const char *service, const char *level_name);
 
 void cm_log_write(enum cm_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same with a va_list, for wrappers. */
+void cm_log_vwrite(enum cm_log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 /* Copies at most len bytes of untrusted text into dst (size bytes, NUL-terminated) for a quoted logfmt
  * value: quotes, backslashes, control characters and bytes outside ASCII become '?'. Returns dst. */
