@@ -145,6 +145,15 @@ class Stack:
     def start(self):
         subprocess.run([os.path.join(SOURCE_DIR, "tests", "certs", "make-dev-certs.sh"), self.certs, TEAM_ID,
                         *self.pass_types], check=True)
+        self.start_redis()
+        self.start_apns()
+        self.start_signer()
+        self.start_api()
+        if self.start_pusher:
+            self.start_pusher_service()
+        return self
+
+    def start_redis(self):
         redis_dir = os.path.join(self.tmp, "redis")
         os.makedirs(redis_dir)
         for attempt in range(3):  # a free port can be taken by a parallel test before we bind it
@@ -156,12 +165,6 @@ class Stack:
                 break
         wait_until(lambda: self._redis_ping(), what="redis-server")
         assert self.redis_cli("DBSIZE") == "0", "refusing a non-empty Redis"
-        self.start_apns()
-        self.start_signer()
-        self.start_api()
-        if self.start_pusher:
-            self.start_pusher_service()
-        return self
 
     def _redis_ping(self):
         try:
@@ -293,6 +296,12 @@ class Stack:
         h = {"Authorization": "Bearer " + ADMIN_TOKEN}
         h.update(headers or {})
         return request(self.api_port, method, "/admin/v1" + path, body, h)
+
+    def apns_request_count(self):
+        if not os.path.exists(self.apns_record):
+            return 0
+        with open(self.apns_record, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
     def apns_requests(self):
         if not os.path.exists(self.apns_record):
