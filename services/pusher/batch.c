@@ -1,16 +1,21 @@
 /*
- * One batch of events, from lookup to acknowledgement.
+ * One batch of items (pk:events entries and pk:fanout chunks), from lookup to acknowledgement.
  *
- * Each event counts the pushes it caused (`pending`); a push answered or abandoned decrements every
- * event it serves, and an event reaching zero is queued for XACK. The queue is flushed after every
- * round of answers, so a pusher killed mid-batch only re-sends what it had not finished. Events
- * with nothing to push (unknown type, no certificate, no registered device) are acked at once.
+ * Each item counts the pushes it caused (`pending`); a push answered or dead-lettered decrements
+ * every item it serves, and an item reaching zero is queued for XACK. The queue is flushed after
+ * every round of answers, so a pusher killed mid-batch only re-sends what it had not finished. Items
+ * with nothing to push (unknown type, no certificate, no registered device, superseded by a newer
+ * version) are acked at once.
  *
- * The ack queue outlives the batch: when Redis fails, the ids stay queued and main.c flushes them
- * after reconnecting, before it re-reads its pending entries.
+ * A push given up after PUSHER_MAX_ATTEMPTS answers (429, 5xx) is written to pk:deadletter before
+ * any item it served is acknowledged; one that never got an answer leaves its items pending, to be
+ * claimed and tried again later: the dead letters queued are always sent before the acks queued, in one flush.
+ * Both queues outlive the batch: when Redis fails, they stay queued and main.c flushes them after
+ * reconnecting, before it re-reads its pending entries.
  */
 #include "pusher.h"
 
+#include "common/keys.h"
 #include "common/log.h"
 
 #include <hiredis/hiredis.h>
@@ -18,8 +23,20 @@
 
 #define NO_CERT_LOGGED_MAX 1024 /* pass types remembered as "already logged: no certificate" */
 
-static char **ack_queue;
-static size_t ack_count, ack_cap;
+#define DEADLETTER_FIELDS 18 /* 9 field/value pairs */
+
+typedef struct id_queue {
+    char **ids;
+    size_t count, cap;
+} id_queue_t;
+
+typedef struct dead_letter {
+    char *fields[DEADLETTER_FIELDS]; /* values at odd indexes are owned; names are static */
+} dead_letter_t;
+
+static id_queue_t ack_queues[PUSHER_NSTREAMS];
+static dead_letter_t *dl_queue;
+static size_t dl_count, dl_cap;
 static char **no_cert_logged;
 static size_t no_cert_count;
 
@@ -30,37 +47,68 @@ typedef struct batch {
     int redis_broken;
     char err[256];
     uint64_t last_touch;
-    size_t ok, removed, devices_removed, retried, rejected, cert_refused, abandoned, skipped;
+    size_t ok, removed, devices_removed, retried, rejected, cert_refused, deadlettered, unanswered, skipped;
 } batch_t;
 
-static void queue_ack(const char *id)
+static void queue_ack(const pusher_event_t *ev)
 {
-    if (ack_count == ack_cap) {
-        ack_cap = ack_cap ? ack_cap * 2 : 128;
-        ack_queue = pusher_xrealloc(ack_queue, ack_cap, sizeof(*ack_queue));
+    id_queue_t *q = &ack_queues[ev->stream];
+    if (q->count == q->cap) {
+        q->cap = q->cap ? q->cap * 2 : 128;
+        q->ids = pusher_xrealloc(q->ids, q->cap, sizeof(*q->ids));
     }
-    ack_queue[ack_count++] = pusher_xstrdup(id);
+    q->ids[q->count++] = pusher_xstrdup(ev->id);
+}
+
+static void id_queue_clear(id_queue_t *q)
+{
+    for (size_t i = 0; i < q->count; i++)
+        free(q->ids[i]);
+    q->count = 0;
+}
+
+static void dead_letter_dispose(dead_letter_t *d)
+{
+    for (int i = 1; i < DEADLETTER_FIELDS; i += 2)
+        free(d->fields[i]);
 }
 
 int pusher_batch_flush_acks(redisContext *c, char *err, size_t err_size)
 {
-    if (ack_count == 0)
-        return 0;
-    if (pusher_events_ack(c, (const char *const *)ack_queue, ack_count, err, err_size) != 0)
-        return -1;
-    for (size_t i = 0; i < ack_count; i++)
-        free(ack_queue[i]);
-    ack_count = 0;
+    /* Dead letters first: an item is acknowledged only once its given-up pushes are on record. */
+    for (size_t i = 0; i < dl_count; i++) {
+        dead_letter_t *d = &dl_queue[i];
+        if (pusher_events_deadletter(c, (const char *const *)d->fields, DEADLETTER_FIELDS, err, err_size) != 0) {
+            memmove(dl_queue, dl_queue + i, (dl_count - i) * sizeof(*dl_queue));
+            dl_count -= i;
+            return -1;
+        }
+        dead_letter_dispose(d);
+    }
+    dl_count = 0;
+    for (int s = 0; s < PUSHER_NSTREAMS; s++) {
+        id_queue_t *q = &ack_queues[s];
+        if (q->count == 0)
+            continue;
+        if (pusher_events_ack(c, (enum pusher_stream)s, (const char *const *)q->ids, q->count, err, err_size) != 0)
+            return -1;
+        id_queue_clear(q);
+    }
     return 0;
 }
 
 void pusher_batch_shutdown(void)
 {
-    for (size_t i = 0; i < ack_count; i++)
-        free(ack_queue[i]);
-    free(ack_queue);
-    ack_queue = NULL;
-    ack_count = ack_cap = 0;
+    for (int s = 0; s < PUSHER_NSTREAMS; s++) {
+        id_queue_clear(&ack_queues[s]);
+        free(ack_queues[s].ids);
+        ack_queues[s] = (id_queue_t){0};
+    }
+    for (size_t i = 0; i < dl_count; i++)
+        dead_letter_dispose(&dl_queue[i]);
+    free(dl_queue);
+    dl_queue = NULL;
+    dl_count = dl_cap = 0;
     for (size_t i = 0; i < no_cert_count; i++)
         free(no_cert_logged[i]);
     free(no_cert_logged);
@@ -85,8 +133,10 @@ static void log_no_certificate_once(const pusher_event_t *ev)
 
 static void mark_broken(batch_t *b, const char *what)
 {
-    if (!b->redis_broken)
+    if (!b->redis_broken) {
         CM_LOG(CM_LOG_ERROR, "event=redis_error call=%s error=\"%s\"", what, b->err);
+        pusher_metrics_redis_error(what);
+    }
     b->redis_broken = 1;
 }
 
@@ -104,12 +154,15 @@ static void touch(batch_t *b)
         return;
     b->last_touch = now;
     const char **ids = pusher_xcalloc(b->nevents, sizeof(*ids));
-    size_t n = 0;
-    for (size_t i = 0; i < b->nevents; i++)
-        if (b->events[i].pending > 0)
-            ids[n++] = b->events[i].id;
-    if (n > 0 && pusher_events_touch(b->env->redis, b->env->consumer, ids, n, b->err, sizeof(b->err)) != 0)
-        mark_broken(b, "XCLAIM");
+    for (int s = 0; s < PUSHER_NSTREAMS && !b->redis_broken; s++) {
+        size_t n = 0;
+        for (size_t i = 0; i < b->nevents; i++)
+            if (b->events[i].pending > 0 && b->events[i].stream == (enum pusher_stream)s)
+                ids[n++] = b->events[i].id;
+        if (n > 0 && pusher_events_touch(b->env->redis, (enum pusher_stream)s, b->env->consumer, ids, n, b->err,
+                                         sizeof(b->err)) != 0)
+            mark_broken(b, "XCLAIM");
+    }
     free(ids);
 }
 
@@ -132,6 +185,7 @@ static void remove_token(batch_t *b, const pusher_push_t *p)
         }
         if (removed) {
             b->devices_removed++;
+            pusher_metrics_registration_removed();
             CM_LOG(CM_LOG_INFO, "event=registration_removed ptid=%s dli=%s token=%s status=%ld reason=%s",
                    ptid, p->dlis[i], tok, p->status, p->reason);
         } else {
@@ -143,9 +197,64 @@ static void remove_token(batch_t *b, const pusher_push_t *p)
     }
 }
 
+/* Space-separated strings: the push's devices, or the ids / serial numbers of the items it served. */
+static char *join_dlis(const pusher_push_t *p)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < p->ndlis; i++)
+        len += strlen(p->dlis[i]) + 1;
+    char *out = pusher_xcalloc(len, 1), *w = out;
+    for (size_t i = 0; i < p->ndlis; i++)
+        w += sprintf(w, "%s%s", i ? " " : "", p->dlis[i]);
+    return out;
+}
+
+static char *join_items(const batch_t *b, const pusher_push_t *p, int serials)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < p->nevents; i++)
+        len += (serials ? strlen(b->events[p->events[i]].serial) : strlen(b->events[p->events[i]].id)) + 1;
+    char *out = pusher_xcalloc(len, 1), *w = out;
+    for (size_t i = 0; i < p->nevents; i++) {
+        const pusher_event_t *ev = &b->events[p->events[i]];
+        w += sprintf(w, "%s%s", i ? " " : "", serials ? ev->serial : ev->id);
+    }
+    return out;
+}
+
+static void queue_dead_letter(batch_t *b, const pusher_push_t *p)
+{
+    char status[24], attempts[24];
+    snprintf(status, sizeof(status), "%ld", p->status);
+    snprintf(attempts, sizeof(attempts), "%d", p->attempts);
+    if (dl_count == dl_cap) {
+        dl_cap = dl_cap ? dl_cap * 2 : 64;
+        dl_queue = pusher_xrealloc(dl_queue, dl_cap, sizeof(*dl_queue));
+    }
+    dead_letter_t *d = &dl_queue[dl_count++];
+    const char *names[DEADLETTER_FIELDS / 2] = {"passTypeIdentifier", "token",  "devices", "items",   "serialNumbers",
+                                                "status",             "reason", "attempts", "consumer"};
+    char *values[DEADLETTER_FIELDS / 2] = {pusher_xstrdup(pusher_apns_topic_name(b->env->apns, p->topic)),
+                                           pusher_xstrdup(p->token),
+                                           join_dlis(p),
+                                           join_items(b, p, 0),
+                                           join_items(b, p, 1),
+                                           pusher_xstrdup(status),
+                                           pusher_xstrdup(p->reason),
+                                           pusher_xstrdup(attempts),
+                                           pusher_xstrdup(b->env->consumer)};
+    for (int i = 0; i < DEADLETTER_FIELDS / 2; i++) {
+        d->fields[2 * i] = (char *)names[i];
+        d->fields[2 * i + 1] = values[i];
+    }
+}
+
 static void on_done(void *ctx, pusher_push_t *p, enum pusher_outcome outcome)
 {
     batch_t *b = ctx;
+    const char *ptid = pusher_apns_topic_name(b->env->apns, p->topic);
+    pusher_metrics_push_done(ptid, outcome, p->status, p->reason, p->latency_us, b->events[p->events[0]].id,
+                             b->events[p->events[0]].origin);
     switch (outcome) {
     case PUSHER_OUTCOME_OK:
         b->ok++;
@@ -157,27 +266,40 @@ static void on_done(void *ctx, pusher_push_t *p, enum pusher_outcome outcome)
     case PUSHER_OUTCOME_CERT:
         b->cert_refused++;
         break;
-    case PUSHER_OUTCOME_ABANDONED:
-        b->abandoned++;
+    case PUSHER_OUTCOME_ABANDONED: {
+        char tok[9];
+        pusher_outcome_token_prefix(p->token, tok);
+        if (p->status == 0) {
+            /* APNs never answered (unreachable the whole time): nothing was decided about this push.
+             * Its items stay pending and XAUTOCLAIM hands them out again after PUSHER_CLAIM_IDLE_MS, so
+             * an outage delays pushes but loses none. */
+            b->unanswered++;
+            CM_LOG(CM_LOG_ERROR, "event=push_unanswered ptid=%s token=%s attempts=%d reason=\"%s\"", ptid, tok,
+                   p->attempts, p->reason);
+            for (size_t i = 0; i < p->nevents; i++)
+                b->events[p->events[i]].keep_pending = 1;
+            break;
+        }
+        b->deadlettered++;
+        queue_dead_letter(b, p);
+        CM_LOG(CM_LOG_ERROR,
+               "event=push_dead_lettered ptid=%s token=%s attempts=%d status=%ld reason=\"%s\" stream=%s", ptid,
+               tok, p->attempts, p->status, p->reason, CM_KEY_DEADLETTER);
         break;
+    }
     default:
         b->rejected++;
         break;
     }
     for (size_t i = 0; i < p->nevents; i++) {
         pusher_event_t *ev = &b->events[p->events[i]];
-        /* A push APNs never answered (it was unreachable the whole time) was not delivered: its event
-         * stays pending, and XAUTOCLAIM hands it out again after PUSHER_CLAIM_IDLE_MS. */
-        if (outcome == PUSHER_OUTCOME_ABANDONED && p->status == 0)
-            ev->unanswered = 1;
         if (--ev->pending > 0)
             continue;
-        if (ev->unanswered)
-            CM_LOG(CM_LOG_WARN,
-                   "event=event_left_pending id=%s ptid=%s serial=%s reason=\"a push got no answer\"", ev->id,
-                   ev->ptid, ev->serial);
+        if (ev->keep_pending)
+            CM_LOG(CM_LOG_WARN, "event=event_left_pending id=%s stream=%s ptid=%s serial=%s reason=\"a push got no answer\"",
+                   ev->id, pusher_stream_key(ev->stream), ev->ptid, ev->serial);
         else
-            queue_ack(ev->id);
+            queue_ack(ev);
     }
 }
 
@@ -187,6 +309,7 @@ static void on_retry(void *ctx, pusher_push_t *p, uint64_t delay_ms)
     char tok[9];
     pusher_outcome_token_prefix(p->token, tok);
     b->retried++;
+    pusher_metrics_push_retry(pusher_apns_topic_name(b->env->apns, p->topic), p->status, p->reason);
     CM_LOG(CM_LOG_DEBUG,
            "event=push_retry ptid=%s token=%s attempt=%d status=%ld reason=\"%s\" delay_ms=%llu",
            pusher_apns_topic_name(b->env->apns, p->topic), tok, p->attempts, p->status, p->reason,
@@ -213,6 +336,7 @@ int pusher_batch_process(const pusher_batch_env_t *env, pusher_event_t *events, 
     batch_t b = {.env = env, .events = events, .nevents = n, .last_touch = started};
     pusher_push_t *pushes = NULL;
     size_t npushes = 0;
+    pusher_lookup_stats_t lookup = {0};
     long *topics = pusher_xcalloc(n, sizeof(*topics));
     int rc = -1;
 
@@ -224,24 +348,27 @@ int pusher_batch_process(const pusher_batch_env_t *env, pusher_event_t *events, 
             ev->skip_reason = "no_certificate";
         } else if (ev->kind == PUSHER_EVENT_SKIP) {
             CM_LOG(strcmp(ev->skip_reason, PUSHER_SKIP_NOTHING_TO_PUSH) == 0 ? CM_LOG_DEBUG : CM_LOG_WARN,
-                   "event=event_skipped id=%s type=\"%s\" reason=%s", ev->id, ev->type, ev->skip_reason);
+                   "event=event_skipped id=%s stream=%s type=\"%s\" reason=%s", ev->id,
+                   pusher_stream_key(ev->stream), ev->type, ev->skip_reason);
         }
     }
-    if (pusher_regs_lookup(env->redis, events, topics, n, &pushes, &npushes, err, err_size) != 0)
+    if (pusher_regs_lookup(env->redis, events, topics, n, env->fanout_chunk, &pushes, &npushes, &lookup, err,
+                           err_size) != 0)
         goto out;
     for (size_t i = 0; i < n; i++) {
         if (events[i].kind == PUSHER_EVENT_SKIP)
             b.skipped++;
-        if (events[i].pending == 0)
-            queue_ack(events[i].id);
+        if (events[i].pending == 0 && !events[i].acked)
+            queue_ack(&events[i]);
     }
+    pusher_metrics_items(events, n, lookup.chunks_written);
     flush(&b);
     if (b.redis_broken)
         goto fail;
 
     pusher_apns_hooks_t hooks = {on_done, on_retry, on_tick, should_abort};
     if (pusher_apns_run(env->apns, pushes, npushes, &hooks, &b) != 0) {
-        snprintf(err, err_size, "batch aborted by a second stop signal: unfinished events stay pending");
+        snprintf(err, err_size, "batch aborted by a second stop signal: unfinished items stay pending");
         goto out;
     }
     flush(&b);
@@ -253,11 +380,13 @@ fail:
     snprintf(err, err_size, "%s", b.err);
 out:
     CM_LOG(CM_LOG_INFO,
-           "event=batch source=%s events=%zu pushes=%zu ok=%zu removed=%zu retried=%zu failed=%zu "
-           "rejected=%zu certificate_refused=%zu abandoned=%zu devices_removed=%zu skipped=%zu ms=%llu%s",
-           source, n, npushes, b.ok, b.removed, b.retried, b.rejected + b.cert_refused + b.abandoned,
-           b.rejected, b.cert_refused, b.abandoned, b.devices_removed, b.skipped,
-           (unsigned long long)(pusher_now_ms() - started), rc == 0 ? "" : " complete=false");
+           "event=batch source=%s items=%zu pushes=%zu ok=%zu removed=%zu retried=%zu failed=%zu "
+           "rejected=%zu certificate_refused=%zu dead_lettered=%zu unanswered=%zu devices_removed=%zu skipped=%zu "
+           "superseded=%zu split=%zu chunks_written=%zu ms=%llu%s",
+           source, n, npushes, b.ok, b.removed, b.retried, b.rejected + b.cert_refused + b.deadlettered + b.unanswered,
+           b.rejected,
+           b.cert_refused, b.deadlettered, b.unanswered, b.devices_removed, b.skipped, lookup.superseded, lookup.split,
+           lookup.chunks_written, (unsigned long long)(pusher_now_ms() - started), rc == 0 ? "" : " complete=false");
     pusher_regs_free_pushes(pushes, npushes);
     free(topics);
     return rc;

@@ -94,61 +94,99 @@ void pusher_outcome_token_prefix(const char *token, char out[9]);
 
 const char *pusher_outcome_name(enum pusher_outcome outcome);
 
-/* ---- events.c: the pk:events stream, consumer group "pushers" ---- */
+/* ---- events.c: the streams pk:events and pk:fanout, consumer group "pushers" ---- */
 
 #define PUSHER_STREAM_ID_MAX  48 /* "<ms>-<seq>": two 20-digit numbers and a dash */
 #define PUSHER_EVENT_TYPE_MAX 32
 #define PUSHER_VERSION_MAX    32
+#define PUSHER_FANOUT_CHUNK_MAX 10000      /* devices per pk:fanout entry, the most PUSHER_FANOUT_CHUNK allows */
+#define PUSHER_DEADLETTER_MAXLEN_S "100000" /* pk:deadletter keeps about this many entries */
 
 /* The skip reason of events that need no push (pass.created, template.updated): logged at debug. */
 #define PUSHER_SKIP_NOTHING_TO_PUSH "nothing_to_push"
 
+enum pusher_stream {
+    PUSHER_STREAM_EVENTS, /* pk:events: one entry per change, from the api */
+    PUSHER_STREAM_FANOUT, /* pk:fanout: chunks of a large event's devices, from the pushers */
+};
+#define PUSHER_NSTREAMS 2
+
 enum pusher_event_kind {
-    PUSHER_EVENT_PUSH, /* a pass changed: push its devices */
-    PUSHER_EVENT_SKIP, /* nothing to push (unknown type, bad fields, deleted entry): just ack */
+    PUSHER_EVENT_PUSH, /* a pass changed: push its devices (or, for a chunk, the chunk's devices) */
+    PUSHER_EVENT_SKIP, /* nothing to push (unknown type, bad fields, deleted entry, superseded): just ack */
 };
 
+/* One entry of either stream ("item"). */
 typedef struct pusher_event {
     char id[PUSHER_STREAM_ID_MAX];
+    enum pusher_stream stream;
     char type[PUSHER_EVENT_TYPE_MAX];
     char ptid[CM_ID_MAX + 1];
     char serial[CM_ID_MAX + 1];
     char version[PUSHER_VERSION_MAX];
+    char origin[PUSHER_STREAM_ID_MAX]; /* chunk: the pk:events id it was split from */
+    char *devices;                     /* chunk: space-separated device library ids (owned), else NULL */
     enum pusher_event_kind kind;
     const char *skip_reason; /* static string when kind == SKIP */
-    size_t pending;          /* pushes of this event not yet answered or abandoned */
-    int unanswered;          /* a push of it got no HTTP answer at all: leave it pending, never ack */
+    size_t pending;          /* pushes of this item not yet answered or dead-lettered */
+    int keep_pending;        /* a dead letter of it could not be written: never ack */
+    int acked;               /* already acknowledged (split into chunks in the same transaction) */
 } pusher_event_t;
+
+typedef struct pusher_stream_state {
+    long long trimmed, pending, lag, consumers_deleted; /* lag -1: unknown */
+} pusher_stream_state_t;
 
 #define PUSHER_REDIS_TIMEOUT_MS 5000 /* connect and command timeout (blocking reads add their BLOCK) */
 
 /* Every call below blocks. On failure each returns -1 and writes a sentence to err; the caller
  * treats the connection as broken (reconnects). */
 
-/* XGROUP CREATE pk:events pushers 0 MKSTREAM; an existing group is fine. */
-int pusher_events_create_group(struct redisContext *c, char *err, size_t err_size);
+const char *pusher_stream_key(enum pusher_stream stream);
 
-/* XREADGROUP GROUP pushers <consumer> COUNT <count> [BLOCK <block_ms>] STREAMS pk:events <start>.
- * start ">" reads new entries (block_ms > 0 blocks); any other id re-reads this consumer's pending
- * entries after that id (block_ms is ignored). Fills events[0..*n) (capacity count). While blocking,
- * *blocking_fd holds the socket so a signal handler can shutdown() it; it is -1 otherwise. */
-int pusher_events_read(struct redisContext *c, const char *consumer, const char *start, size_t count,
-                       long block_ms, volatile sig_atomic_t *blocking_fd, pusher_event_t *events, size_t *n,
-                       char *err, size_t err_size);
+/* XGROUP CREATE <stream> pushers 0 MKSTREAM for both streams; an existing group is fine. */
+int pusher_events_create_groups(struct redisContext *c, char *err, size_t err_size);
 
-/* XAUTOCLAIM pk:events pushers <consumer> <min_idle_ms> <cursor> COUNT <count>. cursor is in/out
+/* XREADGROUP GROUP pushers <consumer> COUNT <count> [BLOCK <block_ms>] STREAMS pk:events pk:fanout
+ * <starts[0]> <starts[1]>, leaving out a stream whose start is NULL. Starts ">" read new entries
+ * (block_ms > 0 blocks); ids re-read this consumer's pending entries after them (block_ms is ignored). Fills events[0..*n); events must hold
+ * count * PUSHER_NSTREAMS. While blocking, *blocking_fd holds the socket so a signal handler can
+ * shutdown() it; it is -1 otherwise. Free the entries with pusher_events_clear. */
+int pusher_events_read(struct redisContext *c, const char *consumer, const char *const starts[PUSHER_NSTREAMS],
+                       size_t count, long block_ms, volatile sig_atomic_t *blocking_fd, pusher_event_t *events,
+                       size_t *n, char *err, size_t err_size);
+
+/* XAUTOCLAIM <stream> pushers <consumer> <min_idle_ms> <cursor> COUNT <count>. cursor is in/out
  * ("0-0" to start; "0-0" again when the scan is complete). Fills events like pusher_events_read. */
-int pusher_events_autoclaim(struct redisContext *c, const char *consumer, long min_idle_ms,
-                            char cursor[PUSHER_STREAM_ID_MAX], size_t count, pusher_event_t *events,
-                            size_t *n, char *err, size_t err_size);
+int pusher_events_autoclaim(struct redisContext *c, enum pusher_stream stream, const char *consumer,
+                            long min_idle_ms, char cursor[PUSHER_STREAM_ID_MAX], size_t count,
+                            pusher_event_t *events, size_t *n, char *err, size_t err_size);
 
-/* XACK pk:events pushers id... */
-int pusher_events_ack(struct redisContext *c, const char *const *ids, size_t n, char *err, size_t err_size);
+/* Frees what the entries own (chunk device lists). */
+void pusher_events_clear(pusher_event_t *events, size_t n);
 
-/* XCLAIM pk:events pushers <consumer> 0 id... JUSTID: resets the idle time of entries this consumer
+/* XACK <stream> pushers id... */
+int pusher_events_ack(struct redisContext *c, enum pusher_stream stream, const char *const *ids, size_t n,
+                      char *err, size_t err_size);
+
+/* XCLAIM <stream> pushers <consumer> 0 id... JUSTID: resets the idle time of entries this consumer
  * is still working on, so no other pusher claims them during a long batch. */
-int pusher_events_touch(struct redisContext *c, const char *consumer, const char *const *ids, size_t n,
-                        char *err, size_t err_size);
+int pusher_events_touch(struct redisContext *c, enum pusher_stream stream, const char *consumer,
+                        const char *const *ids, size_t n, char *err, size_t err_size);
+
+/* In one MULTI/EXEC: XADD the devices dlis[0..ndlis) to pk:fanout in chunks of `chunk`, and XACK the
+ * event. *nchunks = the number of entries written. */
+int pusher_events_split(struct redisContext *c, const pusher_event_t *ev, char **dlis, size_t ndlis,
+                        size_t chunk, size_t *nchunks, char *err, size_t err_size);
+
+/* XADD pk:deadletter MAXLEN ~ PUSHER_DEADLETTER_MAXLEN_S * field value ... */
+int pusher_events_deadletter(struct redisContext *c, const char *const *fields, size_t nfields, char *err,
+                             size_t err_size);
+
+/* Trims the stream below what every group still needs, deletes consumers of "pushers" that hold
+ * nothing and were idle longer than consumer_idle_max_ms, and reports the group's pending and lag. */
+int pusher_events_maintain(struct redisContext *c, enum pusher_stream stream, long consumer_idle_max_ms,
+                           pusher_stream_state_t *out, char *err, size_t err_size);
 
 /* ---- apns_client.c: HTTP/2 pushes on one curl multi handle ---- */
 
@@ -199,14 +237,22 @@ int pusher_apns_run(pusher_apns_t *apns, pusher_push_t *pushes, size_t n, const 
 
 /* ---- registrations.c: who to push, and forgetting dead tokens ---- */
 
-#define PUSHER_MAX_REGS_PER_PASS 100000 /* devices pushed for one pass in one event */
+typedef struct pusher_lookup_stats {
+    size_t superseded;     /* items skipped: the pass has a newer version (a later event pushes) */
+    size_t split;          /* events split into pk:fanout chunks */
+    size_t chunks_written; /* chunks those splits wrote */
+} pusher_lookup_stats_t;
 
-/* Looks up the devices registered for each PUSH event (pk:regs -> pk:devtoken), coalescing into one
- * push per (topic, token). topics[i] is the topic index of events[i] (ignored for SKIP events).
- * On success *pushes (free with pusher_regs_free_pushes) holds *npushes pushes and each event's
- * `pending` is the number of pushes that reference it. Two pipelined round trips. */
+/* Looks up the devices of each PUSH item (pk:regs for an event, the chunk's own list for a chunk,
+ * then pk:devtoken), coalescing into one push per (topic, token). topics[i] is the topic index of
+ * events[i] (ignored for SKIP items). Items whose pass has a newer version become SKIP
+ * ("superseded"); events with more than `chunk` devices are split into pk:fanout chunks and marked
+ * acked. On success *pushes (free with pusher_regs_free_pushes) holds *npushes pushes and each item's
+ * `pending` is the number of pushes that reference it. Two pipelined round trips (plus one
+ * transaction per split). */
 int pusher_regs_lookup(struct redisContext *c, pusher_event_t *events, const long *topics, size_t nevents,
-                       pusher_push_t **pushes, size_t *npushes, char *err, size_t err_size);
+                       size_t chunk, pusher_push_t **pushes, size_t *npushes, pusher_lookup_stats_t *stats,
+                       char *err, size_t err_size);
 void pusher_regs_free_pushes(pusher_push_t *pushes, size_t n);
 
 /* SCRIPT LOAD of the removal script; call after each connect. */
@@ -225,6 +271,7 @@ typedef struct pusher_batch_env {
     pusher_apns_t *apns;
     const char *consumer;
     long claim_idle_ms;
+    size_t fanout_chunk; /* events with more devices are split into pk:fanout chunks of this size */
     volatile sig_atomic_t *stop_now; /* set by a second SIGTERM: abandon the batch without acking */
 } pusher_batch_env_t;
 
@@ -241,5 +288,21 @@ int pusher_batch_flush_acks(struct redisContext *c, char *err, size_t err_size);
 
 /* Frees what the batch module keeps between batches. */
 void pusher_batch_shutdown(void);
+
+/* ---- metrics.c: the pusher's Prometheus metrics (the families are documented there) ---- */
+
+struct cm_metrics;
+void pusher_metrics_init(struct cm_metrics *registry);
+/* A push's final outcome; item_id/origin: the stream id of the first item it served and, for a
+ * chunk, the pk:events id it came from (for the time from the change to the push). */
+void pusher_metrics_push_done(const char *ptid, enum pusher_outcome outcome, long status, const char *reason,
+                              uint64_t latency_us, const char *item_id, const char *origin);
+void pusher_metrics_push_retry(const char *ptid, long status, const char *reason);
+/* Items of a batch after lookup, by stream and result, and the chunks its splits wrote. */
+void pusher_metrics_items(const pusher_event_t *items, size_t n, size_t chunks_written);
+void pusher_metrics_registration_removed(void);
+void pusher_metrics_stream_state(enum pusher_stream stream, const pusher_stream_state_t *state);
+void pusher_metrics_apns(const pusher_apns_t *apns);
+void pusher_metrics_redis_error(const char *call);
 
 #endif

@@ -1,8 +1,11 @@
 /*
  * Registrations, as the pusher needs them (data model: common/keys.h).
  *
- * Lookup is two pipelined round trips for a whole batch: SMEMBERS pk:regs:{ptid}:{serial} for every
- * event, then MGET pk:devtoken:{dli}:{ptid} for every (event, device) pair. Pairs are coalesced into
+ * Lookup is two pipelined round trips for a whole batch: HGET of the pass's current version for every
+ * item (an item older than it is superseded by a later event and skipped) and SMEMBERS
+ * pk:regs:{ptid}:{serial} for every event (a fan-out chunk carries its own devices), then MGET
+ * pk:devtoken:{dli}:{ptid} for every (item, device) pair. An event with more devices than the chunk
+ * size is not pushed here: it is split into pk:fanout chunks that all pushers share. Pairs are coalesced into
  * one push per (pass type, push token): a device holds one token per pass type, however many of its
  * passes changed, and two device library ids may even share a token.
  *
@@ -68,60 +71,129 @@ static redisReply *get_reply(redisContext *c, char *err, size_t err_size)
     return r;
 }
 
-/* Round trip 1: the devices registered for each PUSH event. */
-static int lookup_devices(redisContext *c, const pusher_event_t *events, size_t nevents, pair_t **out,
-                          size_t *nout, char *err, size_t err_size)
+static void add_pair(pair_t **pairs, size_t *n, size_t *cap, size_t event, const char *dli, size_t len)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *pairs = pusher_xrealloc(*pairs, *cap, sizeof(**pairs));
+    }
+    (*pairs)[*n].event = event;
+    (*pairs)[*n].dli = pusher_xcalloc(len + 1, 1);
+    memcpy((*pairs)[*n].dli, dli, len);
+    (*n)++;
+}
+
+/* The item's version is older than the pass's current one: a later event exists and will push the
+ * same devices (it is written by the same script that changed the pass), so this one needs no push. */
+static int is_superseded(const pusher_event_t *ev, const redisReply *current)
+{
+    if (ev->version[0] == '\0' || current->type != REDIS_REPLY_STRING)
+        return 0;
+    char *end = NULL;
+    unsigned long long mine = strtoull(ev->version, &end, 10);
+    if (*end != '\0')
+        return 0;
+    unsigned long long now = strtoull(current->str, &end, 10);
+    return *end == '\0' && now > mine;
+}
+
+/* An event with more devices than the chunk size: written to pk:fanout in chunks (and acknowledged,
+ * in the same transaction) so that every pusher takes a share. */
+static int split(redisContext *c, pusher_event_t *ev, const redisReply *members, size_t chunk,
+                 pusher_lookup_stats_t *stats, char *err, size_t err_size)
+{
+    char **dlis = pusher_xcalloc(members->elements, sizeof(*dlis));
+    size_t n = 0, nchunks = 0;
+    for (size_t j = 0; j < members->elements; j++) {
+        const redisReply *d = members->element[j];
+        if (d->type == REDIS_REPLY_STRING && cm_id_is_plain(d->str, d->len))
+            dlis[n++] = d->str;
+    }
+    int rc = pusher_events_split(c, ev, dlis, n, chunk, &nchunks, err, err_size);
+    free(dlis);
+    if (rc != 0)
+        return -1;
+    ev->acked = 1;
+    stats->split++;
+    stats->chunks_written += nchunks;
+    CM_LOG(CM_LOG_INFO, "event=fanout_split id=%s ptid=%s serial=%s version=%s devices=%zu chunks=%zu", ev->id,
+           ev->ptid, ev->serial, ev->version, n, nchunks);
+    return 0;
+}
+
+/* Round trip 1: for each PUSH item the pass's current version, and for events (not chunks) the
+ * devices registered for the pass. Items found superseded become SKIP; large events are split. */
+static int lookup_devices(redisContext *c, pusher_event_t *events, size_t nevents, size_t chunk, pair_t **out,
+                          size_t *nout, pusher_lookup_stats_t *stats, char *err, size_t err_size)
 {
     char key[CM_KEY_MAX];
-    size_t sent = 0;
     for (size_t i = 0; i < nevents; i++) {
         if (events[i].kind != PUSHER_EVENT_PUSH)
             continue;
-        snprintf(key, sizeof(key), CM_KEY_REGS_FMT, events[i].ptid, events[i].serial);
-        const char *argv[] = {"SMEMBERS", key};
-        append_argv(c, 2, argv);
-        sent++;
+        snprintf(key, sizeof(key), CM_KEY_PASS_FMT, events[i].ptid, events[i].serial);
+        const char *hget[] = {"HGET", key, "version"};
+        append_argv(c, 3, hget);
+        if (events[i].stream == PUSHER_STREAM_EVENTS) {
+            snprintf(key, sizeof(key), CM_KEY_REGS_FMT, events[i].ptid, events[i].serial);
+            const char *smembers[] = {"SMEMBERS", key};
+            append_argv(c, 2, smembers);
+        }
     }
+    /* Every reply is read before acting on any: a split sends a transaction of its own. */
+    redisReply **versions = pusher_xcalloc(nevents, sizeof(*versions));
+    redisReply **members = pusher_xcalloc(nevents, sizeof(*members));
     pair_t *pairs = NULL;
     size_t n = 0, cap = 0;
-    size_t ev = 0;
-    for (size_t k = 0; k < sent; k++, ev++) {
-        while (events[ev].kind != PUSHER_EVENT_PUSH)
-            ev++;
-        redisReply *r = get_reply(c, err, err_size);
-        if (r == NULL) {
-            free_pairs(pairs, n);
-            return -1;
-        }
-        if (r->type != REDIS_REPLY_ARRAY) {
-            CM_LOG(CM_LOG_ERROR,
-                   "event=registrations_unreadable ptid=%s serial=%s call=SMEMBERS error=\"%s\"",
-                   events[ev].ptid, events[ev].serial, r->type == REDIS_REPLY_ERROR ? r->str : "not a set");
-            freeReplyObject(r);
+    int rc = 0;
+    for (size_t i = 0; i < nevents && rc == 0; i++) {
+        if (events[i].kind != PUSHER_EVENT_PUSH)
             continue;
-        }
-        size_t take = r->elements;
-        if (take > PUSHER_MAX_REGS_PER_PASS) {
-            CM_LOG(CM_LOG_ERROR, "event=registrations_truncated ptid=%s serial=%s devices=%zu pushed=%d",
-                   events[ev].ptid, events[ev].serial, r->elements, PUSHER_MAX_REGS_PER_PASS);
-            take = PUSHER_MAX_REGS_PER_PASS;
-        }
-        for (size_t j = 0; j < take; j++) {
-            const redisReply *d = r->element[j];
-            if (d->type != REDIS_REPLY_STRING || !cm_id_is_plain(d->str, d->len)) {
-                CM_LOG(CM_LOG_WARN, "event=registration_invalid ptid=%s serial=%s reason=\"bad device id\"",
-                       events[ev].ptid, events[ev].serial);
-                continue;
+        if ((versions[i] = get_reply(c, err, err_size)) == NULL ||
+            (events[i].stream == PUSHER_STREAM_EVENTS && (members[i] = get_reply(c, err, err_size)) == NULL))
+            rc = -1; /* the connection is dead: the caller reconnects; nothing left to drain */
+    }
+    for (size_t i = 0; i < nevents && rc == 0; i++) {
+        pusher_event_t *ev = &events[i];
+        const redisReply *m = members[i];
+        if (ev->kind != PUSHER_EVENT_PUSH)
+            continue;
+        if (is_superseded(ev, versions[i])) {
+            ev->kind = PUSHER_EVENT_SKIP;
+            ev->skip_reason = "superseded";
+            stats->superseded++;
+        } else if (ev->stream == PUSHER_STREAM_FANOUT) {
+            for (const char *d = ev->devices; *d != '\0';) {
+                size_t len = strcspn(d, " ");
+                add_pair(&pairs, &n, &cap, i, d, len);
+                d += len;
+                d += *d == ' ';
             }
-            if (n == cap) {
-                cap = cap ? cap * 2 : 64;
-                pairs = pusher_xrealloc(pairs, cap, sizeof(*pairs));
+        } else if (m->type != REDIS_REPLY_ARRAY) {
+            CM_LOG(CM_LOG_ERROR, "event=registrations_unreadable ptid=%s serial=%s call=SMEMBERS error=\"%s\"",
+                   ev->ptid, ev->serial, m->type == REDIS_REPLY_ERROR ? m->str : "not a set");
+        } else if (m->elements > chunk) {
+            rc = split(c, ev, m, chunk, stats, err, err_size);
+        } else {
+            for (size_t j = 0; j < m->elements; j++) {
+                const redisReply *d = m->element[j];
+                if (d->type != REDIS_REPLY_STRING || !cm_id_is_plain(d->str, d->len)) {
+                    CM_LOG(CM_LOG_WARN, "event=registration_invalid ptid=%s serial=%s reason=\"bad device id\"",
+                           ev->ptid, ev->serial);
+                    continue;
+                }
+                add_pair(&pairs, &n, &cap, i, d->str, d->len);
             }
-            pairs[n].event = ev;
-            pairs[n].dli = pusher_xstrdup(d->str);
-            n++;
         }
-        freeReplyObject(r);
+    }
+    for (size_t i = 0; i < nevents; i++) {
+        freeReplyObject(versions[i]);
+        freeReplyObject(members[i]);
+    }
+    free(versions);
+    free(members);
+    if (rc != 0) {
+        free_pairs(pairs, n);
+        return -1;
     }
     *out = pairs;
     *nout = n;
@@ -163,8 +235,9 @@ static void append_dli(pusher_push_t *p, const char *dli)
     p->dlis[p->ndlis++] = pusher_xstrdup(dli);
 }
 
-int pusher_regs_lookup(redisContext *c, pusher_event_t *events, const long *topics, size_t nevents,
-                       pusher_push_t **pushes_out, size_t *npushes_out, char *err, size_t err_size)
+int pusher_regs_lookup(redisContext *c, pusher_event_t *events, const long *topics, size_t nevents, size_t chunk,
+                       pusher_push_t **pushes_out, size_t *npushes_out, pusher_lookup_stats_t *stats, char *err,
+                       size_t err_size)
 {
     int rc = -1;
     pair_t *pairs = NULL;
@@ -172,7 +245,7 @@ int pusher_regs_lookup(redisContext *c, pusher_event_t *events, const long *topi
     pusher_push_t *pushes = NULL;
     size_t *table = NULL; /* open addressing: push index + 1, 0 = empty */
 
-    if (lookup_devices(c, events, nevents, &pairs, &npairs, err, err_size) != 0)
+    if (lookup_devices(c, events, nevents, chunk, &pairs, &npairs, stats, err, err_size) != 0)
         goto out;
 
     /* Round trip 2: the token of each (device, pass type), MGET in pipelined chunks. */

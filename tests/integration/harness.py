@@ -133,9 +133,13 @@ class Service:
 class Stack:
     """Redis + APNs stand-in + signer + api + pusher. Use start()/stop() (or a with-block)."""
 
-    def __init__(self, apns_rules=(), start_pusher=True, pass_types=(PASS_TYPE, OTHER_PASS_TYPE)):
+    def __init__(self, apns_rules=(), start_pusher=True, pass_types=(PASS_TYPE, OTHER_PASS_TYPE), apns_args=(),
+                 pusher_env=None):
         self.tmp = tempfile.mkdtemp(prefix="passkit-it-")
         self.apns_rules = list(apns_rules)
+        self.apns_args = list(apns_args)
+        self.pusher_env_overrides = dict(pusher_env or {})
+        self.pusher_ports = {}
         self.start_pusher = start_pusher
         self.pass_types = pass_types
         self.services = {}
@@ -177,6 +181,33 @@ class Stack:
                              capture_output=True, check=True)
         return out.stdout.decode().rstrip("\n")
 
+    def redis_pipe(self, commands):
+        """Sends many commands at once (redis-cli --pipe); commands: iterable of argument tuples."""
+        out = []
+        for args in commands:
+            out.append(b"*%d\r\n" % len(args))
+            for a in args:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        subprocess.run(["redis-cli", "-p", str(self.redis_port), "--pipe"], input=b"".join(out), check=True,
+                       capture_output=True)
+
+    def register_many(self, ptid, serial, count, prefix="d"):
+        """Registers count devices for a pass straight in Redis (the layout of common/keys.h), as the
+        api would; returns {device library id: push token}."""
+        devices = {}
+        cmds = []
+        for i in range(count):
+            dli, token = "%s%06d" % (prefix, i), "%s%06x" % (prefix.encode().hex()[:8], i)
+            if len(token) % 2:
+                token = "0" + token
+            devices[dli] = token
+            cmds += [("SET", "pk:devtoken:%s:%s" % (dli, ptid), token),
+                     ("SADD", "pk:devpasses:%s:%s" % (dli, ptid), serial),
+                     ("SADD", "pk:regs:%s:%s" % (ptid, serial), dli)]
+        self.redis_pipe(cmds)
+        return devices
+
     @property
     def redis_url(self):
         return "redis://127.0.0.1:%d/0" % self.redis_port
@@ -193,6 +224,7 @@ class Stack:
                 "--client-ca", os.path.join(self.certs, "ca", "chain.pem"), "--record", self.apns_record]
         for rule in self.apns_rules:
             argv += ["--rule", rule]
+        argv += self.apns_args
         self.services["apns"] = Service("apns", argv, {}, self.tmp)
         def read_port():
             if not os.path.exists(port_file):
@@ -253,13 +285,45 @@ class Stack:
         return {"REDIS_URL": self.redis_url, "CERTS_DIR": self.certs,
                 "APNS_URL": "https://127.0.0.1:%d" % self.apns_port,
                 "APNS_CA_FILE": os.path.join(self.certs, "ca", "root.pem"), "PUSHER_BLOCK_MS": "200",
-                "LOG_LEVEL": "debug"}
+                "PUSHER_COALESCE_MS": "0", "LOG_LEVEL": "debug"}
 
-    def start_pusher_service(self, name="pusher", env_overrides=None):
-        env = self.pusher_env()
-        env.update(env_overrides or {})
-        self.services[name] = Service(name, [os.path.join(BIN, "passkit-pusher")], env, self.tmp)
+    def start_pusher_service(self, name="pusher", env_overrides=None, wait_ready=True):
+        """Starts a pusher with its status listener on a free port (self.pusher_ports[name])."""
+        for attempt in range(3):
+            port = free_port()
+            env = self.pusher_env()
+            env["PUSHER_LISTEN"] = "127.0.0.1:%d" % port
+            env.update(self.pusher_env_overrides)
+            env.update(env_overrides or {})
+            svc = Service(name, [os.path.join(BIN, "passkit-pusher")], env, self.tmp)
+            self.services[name] = svc
+            self.pusher_ports[name] = port
+            if not wait_ready:
+                return svc
+            if self._wait_started(svc, lambda: self._ready(port), timeout=15) or attempt == 2:
+                break
+            if svc.proc.poll() is None:
+                raise AssertionError("pusher %s not ready:\n%s" % (name, svc.output()[-3000:]))
+            svc.stop()
+        return self.services[name]
 
+    def pusher_get(self, name, path):
+        return request(self.pusher_ports[name], "GET", path, timeout=5)
+
+    def pusher_metric(self, name, metric, **labels):
+        """Sum of the metric's series whose labels include the given ones (0 when absent)."""
+        text = self.pusher_get(name, "/metrics").body.decode()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            series, _, value = line.rpartition(" ")
+            mname, _, lab = series.partition("{")
+            if mname != metric:
+                continue
+            if all(('%s="%s"' % (k, v)) in lab for k, v in labels.items()):
+                total += float(value)
+        return total
     def _healthy(self, port):
         try:
             return request(port, "GET", "/healthz", timeout=1).status == 200

@@ -24,9 +24,17 @@
  *                                 bundle per pass: a new version replaces the old one.
  *   pk:events                     stream. One entry per change: type (pass.created | pass.updated),
  *                                 passTypeIdentifier, serialNumber, version.
+ *   pk:fanout                     stream written by the pushers: an event for a pass with more registered
+ *                                 devices than PUSHER_FANOUT_CHUNK is split into chunks (type fanout.chunk,
+ *                                 passTypeIdentifier, serialNumber, version, event = the event's id,
+ *                                 devices = space-separated deviceLibraryIdentifiers) so every pusher
+ *                                 shares one large fan-out.
+ *   pk:deadletter                 stream of pushes given up after PUSHER_MAX_ATTEMPTS (passTypeIdentifier,
+ *                                 token, devices, events, status, reason, attempts, consumer), capped.
  *   pk:logs                       list of the newest device log lines (POST /v1/log), capped.
  *
- * The pusher reads pk:events in the consumer group CM_EVENTS_GROUP.
+ * The pushers read pk:events and pk:fanout in the consumer group CM_EVENTS_GROUP, and trim both below
+ * what every group of the stream has acknowledged.
  * Scripts compute some keys from their arguments, so the layout needs a single Redis (or a Redis with
  * one slot), not Redis Cluster.
  */
@@ -36,6 +44,8 @@
 #define CM_KEY_SEQ           "pk:seq"
 #define CM_KEY_EVENTS        "pk:events"
 #define CM_KEY_LOGS          "pk:logs"
+#define CM_KEY_FANOUT        "pk:fanout"
+#define CM_KEY_DEADLETTER    "pk:deadletter"
 #define CM_EVENTS_GROUP      "pushers"
 #define CM_KEY_TEMPLATE_FMT  "pk:tpl:%s"
 #define CM_KEY_PASS_FMT      "pk:pass:%s:%s"
