@@ -29,6 +29,10 @@
 #define RECONNECT_MAX_MS   30000
 #define CERT_EXPIRY_WARN_S (30 * 24 * 3600)
 
+#define APNS_MAX_CONNECTIONS    4     /* per certificate, opened only when the traffic needs them */
+#define APNS_PING_INTERVAL_MS   60000 /* PING a connection idle this long */
+#define APNS_REQUEST_TIMEOUT_MS 30000 /* an answer later than this: the connection is broken */
+
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t stop_now;
 static volatile sig_atomic_t blocking_fd = -1;
@@ -217,6 +221,7 @@ static int run(const cm_redis_url_t *url, pusher_apns_t *apns)
             snprintf(pending_cursor, sizeof(pending_cursor), "0");
         }
 
+        pusher_apns_service(apns, 0); /* idle connections: GOAWAY, PING */
         size_t n = 0;
         const char *source;
         int rc;
@@ -303,8 +308,15 @@ int main(void)
     }
     cm_config_log(config_vars, NVARS);
     log_certs(certs);
-    if (pusher_apns_new(certs, cfg.apns_url, cfg.apns_ca_file, (int)cfg.max_attempts, &apns, err,
-                        sizeof(err)) != 0) {
+    pusher_apns_options_t apns_opt = {
+        .base_url = cfg.apns_url,
+        .ca_file = cfg.apns_ca_file,
+        .max_attempts = (int)cfg.max_attempts,
+        .max_connections = APNS_MAX_CONNECTIONS,
+        .ping_interval_ms = APNS_PING_INTERVAL_MS,
+        .request_timeout_ms = APNS_REQUEST_TIMEOUT_MS,
+    };
+    if (pusher_apns_new(certs, &apns_opt, &apns, err, sizeof(err)) != 0) {
         CM_LOG(CM_LOG_ERROR, "event=startup_failed call=pusher_apns_new reason=\"%s\"", err);
         goto out;
     }
