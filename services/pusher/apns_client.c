@@ -1,72 +1,73 @@
 /*
- * APNs over HTTP/2 with libcurl's multi interface.
+ * APNs over HTTP/2: topics, scheduling and outcomes. The bytes are apns_conn.c's business.
  *
- * One multi handle lives as long as the process, so connections (one per pass type certificate:
- * curl only shares a connection between transfers with the same client certificate) stay open
- * between batches. Transfers set CURLOPT_PIPEWAIT so that a burst waits for the first connection
- * and multiplexes onto it instead of opening one connection per push.
+ * Each topic (pass type certificate) has a FIFO of pushes ready to go and a few connections.
+ * A round of pusher_apns_run(): move pushes whose retry time has come from the retry heap to their
+ * FIFO; hand ready pushes to connections with free streams, opening another connection only when
+ * every open one is at the server's stream limit and none is still connecting; write; poll();
+ * read, which reports answers through on_result(); close broken or drained connections; check
+ * deadlines. All queues are threaded through the pushes (apns_queue.c), so a run allocates
+ * nothing per push and no step scans all pushes.
  *
- * pusher_apns_run() keeps at most APNS_MAX_INFLIGHT transfers in the multi handle; the others wait
- * in a FIFO ("ready") or, after a retryable failure, in an unordered list scanned each round for
- * entries whose backoff has elapsed ("retry"). A transfer that ends without an HTTP answer —
- * connection refused, reset, GOAWAY (curl 7.88 provokes one from nghttp2 servers every ~1000
- * streams), timeout — is a retryable failure like 429 and 5xx, so a dropped connection loses
- * nothing: every transfer that was in flight on it comes back here and is scheduled again.
- *
- * Client certificates are given as in-memory PEM blobs built from the loaded identities (no second
- * reading of the files, no doubt about relative paths); the key PEM lives in OpenSSL's secure
- * memory BIO and is wiped on free.
+ * What a result means for its push:
+ *   answered        attempt used; the status and reason decide (outcome.c), retry with backoff
+ *   failed          attempt used, status 0 (connection lost, stream reset, timeout), retry
+ *   refused         the server never processed it (GOAWAY, REFUSED_STREAM): at once to the front
+ *                   of its FIFO, no attempt used (after APNS_MAX_REFUSALS in one run it counts as
+ *                   failed, so a server that refuses everything cannot keep a run going forever)
+ *   connect failure when a topic has no usable connection left, every push waiting for it fails
+ *                   (attempt used): an unreachable APNs ends a run after max_attempts, as before
  */
+#include "apns_internal.h"
 #include "pusher.h"
 
 #include "common/log.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
-#include <openssl/bio.h>
-#include <openssl/crypto.h>
-#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <unistd.h>
 
-#define APNS_MAX_INFLIGHT       1000 /* transfers in the multi handle at once */
-#define APNS_MAX_STREAMS        500  /* per connection (APNs historically allows 500) */
-#define APNS_BODY_MAX           1024 /* kept bytes of an answer body (APNs sends < 200) */
-#define APNS_URL_MAX            512
-#define APNS_CONNECT_TIMEOUT_MS 10000L
-#define APNS_TIMEOUT_MS         30000L
-#define APNS_MAXAGE_CONN_S      300L /* reconnect after this long idle rather than trust a stale socket */
-#define APNS_TICK_MS            250  /* on_tick period, and the longest poll */
+#define APNS_TICK_MS          250 /* on_tick period, and the longest poll during a run */
+#define APNS_MAX_REFUSALS     8
+#define APNS_RECONNECT_MIN_MS 250
+#define APNS_RECONNECT_MAX_MS 30000
 
 typedef struct topic {
     const cm_pass_identity_t *identity;
-    struct curl_slist *headers;
-    BIO *cert_pem, *key_pem; /* own the bytes the blobs point to */
-    struct curl_blob cert_blob, key_blob;
+    pusher_apns_conn_t **conns;
+    size_t nconns, conns_cap;
+    pusher_apns_fifo_t ready;
+    unsigned connect_failures; /* the current streak */
+    uint64_t next_connect_ms;  /* no new connection before (after a failure) */
     int cert_refused_logged;
 } topic_t;
 
+typedef struct run {
+    pusher_push_t *pushes;
+    const pusher_apns_hooks_t *hooks;
+    void *ctx;
+    size_t remaining, finished;
+    pusher_apns_timers_t timers;
+} run_t;
+
 struct pusher_apns {
-    CURLM *multi;
-    char base_url[APNS_URL_MAX / 2];
-    char *ca_file;
-    int max_attempts;
+    pusher_apns_conn_env_t env;
+    SSL_CTX *ssl_ctx;
+    int max_attempts, max_connections;
+    long ping_interval_ms;
     topic_t *topics;
     size_t ntopics;
-    CURL **pool; /* idle easy handles, reused for their connection cache and settings */
-    size_t npool, pool_cap;
-    int not_h2_logged;
+    pusher_apns_stats_t stats;
+    run_t *run; /* during pusher_apns_run() */
+    unsigned next_conn_id;
     uint32_t rng;
+    struct pollfd *pfds; /* poll() scratch, one per connection */
+    pusher_apns_conn_t **pconns;
+    size_t pcap;
 };
-
-typedef struct request {
-    pusher_push_t *push;
-    CURL *easy;
-    uint64_t due_ms;
-    size_t body_len;
-    char body[APNS_BODY_MAX];
-    char errbuf[CURL_ERROR_SIZE];
-    char url[APNS_URL_MAX];
-} request_t;
 
 static uint32_t next_random(pusher_apns_t *a)
 {
@@ -79,233 +80,7 @@ static uint32_t next_random(pusher_apns_t *a)
     return x;
 }
 
-static int pem_blob(BIO *bio, struct curl_blob *blob)
-{
-    char *data = NULL;
-    long len = BIO_get_mem_data(bio, &data);
-    if (len <= 0)
-        return -1;
-    blob->data = data;
-    blob->len = (size_t)len;
-    blob->flags = CURL_BLOB_NOCOPY;
-    return 0;
-}
-
-static int topic_init(topic_t *t, const cm_pass_identity_t *id, char *err, size_t err_size)
-{
-    char line[CM_ID_MAX + 32];
-    t->identity = id;
-    snprintf(line, sizeof(line), "apns-topic: %s", id->pass_type_id);
-    const char *fixed[] = {line, "apns-push-type: background", "apns-priority: 5",
-                           "content-type: application/json"};
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-        struct curl_slist *h = curl_slist_append(t->headers, fixed[i]);
-        if (h == NULL)
-            abort();
-        t->headers = h;
-    }
-    t->cert_pem = BIO_new(BIO_s_mem());
-    t->key_pem = BIO_new(BIO_s_secmem());
-    if (t->cert_pem == NULL || t->key_pem == NULL)
-        abort();
-    if (id->cert == NULL || id->key == NULL || PEM_write_bio_X509(t->cert_pem, id->cert) != 1 ||
-        PEM_write_bio_PrivateKey(t->key_pem, id->key, NULL, NULL, 0, NULL, NULL) != 1 ||
-        pem_blob(t->cert_pem, &t->cert_blob) != 0 || pem_blob(t->key_pem, &t->key_blob) != 0) {
-        snprintf(err, err_size, "cannot export the certificate or key of %s for TLS client authentication",
-                 id->pass_type_id);
-        return -1;
-    }
-    return 0;
-}
-
-static void topic_dispose(topic_t *t)
-{
-    curl_slist_free_all(t->headers);
-    BIO_free(t->cert_pem);
-    BIO_free(t->key_pem); /* secure memory: cleansed */
-}
-
-int pusher_apns_new(const cm_certs_t *certs, const char *base_url, const char *ca_file, int max_attempts,
-                    pusher_apns_t **out, char *err, size_t err_size)
-{
-    pusher_apns_t *a = pusher_xcalloc(1, sizeof(*a));
-    size_t len = strlen(base_url);
-    while (len > 0 && base_url[len - 1] == '/')
-        len--;
-    if (len == 0 || len >= sizeof(a->base_url)) {
-        snprintf(err, err_size, "APNS_URL is empty or longer than %zu bytes", sizeof(a->base_url) - 1);
-        free(a);
-        return -1;
-    }
-    memcpy(a->base_url, base_url, len);
-    a->ca_file = ca_file != NULL && ca_file[0] != '\0' ? pusher_xstrdup(ca_file) : NULL;
-    a->max_attempts = max_attempts;
-    a->rng = (uint32_t)pusher_now_ms() ^ ((uint32_t)getpid() << 16) ^ 0x9e3779b9u;
-    if (a->rng == 0)
-        a->rng = 1;
-    a->ntopics = cm_certs_count(certs);
-    a->topics = pusher_xcalloc(a->ntopics, sizeof(*a->topics));
-    for (size_t i = 0; i < a->ntopics; i++) {
-        if (topic_init(&a->topics[i], cm_certs_at(certs, i), err, err_size) != 0) {
-            pusher_apns_free(a);
-            return -1;
-        }
-    }
-    a->multi = curl_multi_init();
-    if (a->multi == NULL)
-        abort();
-    /* A few connections per host: one per certificate, and a second when one is full. */
-    long max_host = (long)(a->ntopics * 2);
-    if (max_host < 2)
-        max_host = 2;
-    if (max_host > 16)
-        max_host = 16;
-    curl_multi_setopt(a->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(a->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host);
-    curl_multi_setopt(a->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)APNS_MAX_STREAMS);
-    *out = a;
-    return 0;
-}
-
-void pusher_apns_free(pusher_apns_t *a)
-{
-    if (a == NULL)
-        return;
-    for (size_t i = 0; i < a->npool; i++)
-        curl_easy_cleanup(a->pool[i]);
-    free(a->pool);
-    if (a->multi != NULL)
-        curl_multi_cleanup(a->multi);
-    for (size_t i = 0; i < a->ntopics; i++)
-        topic_dispose(&a->topics[i]);
-    free(a->topics);
-    free(a->ca_file);
-    free(a);
-}
-
-long pusher_apns_topic(const pusher_apns_t *a, const char *ptid)
-{
-    for (size_t i = 0; i < a->ntopics; i++)
-        if (strcmp(a->topics[i].identity->pass_type_id, ptid) == 0)
-            return (long)i;
-    return -1;
-}
-
-const char *pusher_apns_topic_name(const pusher_apns_t *a, size_t topic)
-{
-    return a->topics[topic].identity->pass_type_id;
-}
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
-{
-    request_t *r = userdata;
-    size_t n = size * nmemb;
-    size_t room = sizeof(r->body) - r->body_len;
-    memcpy(r->body + r->body_len, data, n < room ? n : room);
-    r->body_len += n < room ? n : room;
-    return n;
-}
-
-static CURL *easy_get(pusher_apns_t *a)
-{
-    if (a->npool > 0)
-        return a->pool[--a->npool];
-    CURL *e = curl_easy_init();
-    if (e == NULL)
-        abort();
-    /* Settings that are the same for every push. */
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, "{}");
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 2L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, APNS_CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, APNS_TIMEOUT_MS);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, APNS_MAXAGE_CONN_S);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
-    curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
-    curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
-    if (a->ca_file != NULL)
-        curl_easy_setopt(e, CURLOPT_CAINFO, a->ca_file);
-    return e;
-}
-
-static void easy_put(pusher_apns_t *a, CURL *e)
-{
-    if (a->npool == a->pool_cap) {
-        a->pool_cap = a->pool_cap ? a->pool_cap * 2 : 64;
-        a->pool = pusher_xrealloc(a->pool, a->pool_cap, sizeof(*a->pool));
-    }
-    a->pool[a->npool++] = e;
-}
-
-static void start(pusher_apns_t *a, request_t *r)
-{
-    topic_t *t = &a->topics[r->push->topic];
-    r->easy = easy_get(a);
-    r->body_len = 0;
-    r->errbuf[0] = '\0';
-    snprintf(r->url, sizeof(r->url), "%s/3/device/%s", a->base_url, r->push->token);
-    curl_easy_setopt(r->easy, CURLOPT_URL, r->url);
-    curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, t->headers);
-    curl_easy_setopt(r->easy, CURLOPT_SSLCERT_BLOB, &t->cert_blob);
-    curl_easy_setopt(r->easy, CURLOPT_SSLKEY_BLOB, &t->key_blob);
-    curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
-    curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
-    if (curl_multi_add_handle(a->multi, r->easy) != CURLM_OK)
-        abort();
-}
-
-static void release(pusher_apns_t *a, request_t *r)
-{
-    curl_multi_remove_handle(a->multi, r->easy);
-    curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, NULL);
-    easy_put(a, r->easy);
-    r->easy = NULL;
-}
-
-/* A transport error as a reason: curl's detailed message, quotes removed so it fits a logfmt value. */
-static void transport_reason(const request_t *r, CURLcode res, char *out, size_t size)
-{
-    const char *msg = r->errbuf[0] ? r->errbuf : curl_easy_strerror(res);
-    size_t n = strnlen(msg, size - 1);
-    memcpy(out, msg, n);
-    out[n] = '\0';
-    for (char *p = out; *p; p++)
-        if (*p == '"' || *p == '\n' || *p == '\\')
-            *p = '\'';
-}
-
-/* Reads the answer of a finished transfer into the push; returns what it means. */
-static enum pusher_outcome read_answer(pusher_apns_t *a, request_t *r, CURLcode res)
-{
-    pusher_push_t *p = r->push;
-    long status = 0, version = 0;
-    p->attempts++;
-    if (res == CURLE_OK) {
-        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-        curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &version);
-    }
-    if (status != 0 && version != CURL_HTTP_VERSION_2_0) {
-        if (!a->not_h2_logged) {
-            CM_LOG(CM_LOG_ERROR,
-                   "event=apns_not_http2 url=\"%s\" status=%ld reason=\"APNs must answer over HTTP/2\"",
-                   a->base_url, status);
-            a->not_h2_logged = 1;
-        }
-        status = 0;
-        snprintf(p->reason, sizeof(p->reason), "not HTTP/2");
-    } else if (status == 0) {
-        transport_reason(r, res, p->reason, sizeof(p->reason));
-    } else {
-        pusher_outcome_reason(r->body, r->body_len, p->reason, sizeof(p->reason));
-    }
-    p->status = status;
-    return pusher_outcome_classify(status, p->reason);
-}
+/* ---- outcomes ---- */
 
 static void log_final(pusher_apns_t *a, const pusher_push_t *p, enum pusher_outcome outcome)
 {
@@ -338,96 +113,520 @@ static void log_final(pusher_apns_t *a, const pusher_push_t *p, enum pusher_outc
     }
 }
 
+/* An attempt of push i ended with p->status / p->reason set: retry it or report it. */
+static void settle(pusher_apns_t *a, run_t *run, size_t i)
+{
+    pusher_push_t *p = &run->pushes[i];
+    enum pusher_outcome outcome = pusher_outcome_classify(p->status, p->reason);
+    if (outcome == PUSHER_OUTCOME_RETRY) {
+        if (p->attempts < a->max_attempts) {
+            uint64_t delay = pusher_outcome_backoff_ms(p->attempts, next_random(a));
+            pusher_apns_timers_add(&run->timers, run->pushes, i, pusher_now_ms() + delay);
+            run->hooks->on_retry(run->ctx, p, delay);
+            return;
+        }
+        outcome = PUSHER_OUTCOME_ABANDONED;
+    }
+    log_final(a, p, outcome);
+    run->remaining--;
+    run->finished++;
+    run->hooks->on_done(run->ctx, p, outcome);
+}
+
+static void fail_attempt(pusher_apns_t *a, run_t *run, size_t i, const char *error, uint64_t latency_us)
+{
+    pusher_push_t *p = &run->pushes[i];
+    p->attempts++;
+    p->status = 0;
+    p->latency_us = latency_us;
+    cm_log_clean(p->reason, sizeof(p->reason), error, strlen(error));
+    settle(a, run, i);
+}
+
+static void on_result(void *owner, const pusher_apns_result_t *r)
+{
+    pusher_apns_t *a = owner;
+    run_t *run = a->run;
+    if (run == NULL)
+        return;
+    pusher_push_t *p = r->push;
+    size_t i = (size_t)(p - run->pushes);
+    switch (r->kind) {
+    case PUSHER_APNS_REFUSED:
+        if (++p->link.refusals <= APNS_MAX_REFUSALS) {
+            a->stats.refused_streams_total++;
+            pusher_apns_fifo_push_front(&a->topics[p->topic].ready, run->pushes, i);
+            return;
+        }
+        fail_attempt(a, run, i, "refused by the server too often", r->latency_us);
+        return;
+    case PUSHER_APNS_FAILED:
+        fail_attempt(a, run, i, r->error, r->latency_us);
+        return;
+    case PUSHER_APNS_ANSWERED:
+        p->attempts++;
+        p->status = r->status;
+        p->latency_us = r->latency_us;
+        pusher_outcome_reason(r->body, r->body_len, p->reason, sizeof(p->reason));
+        settle(a, run, i);
+        return;
+    }
+}
+
+/* ---- connections ---- */
+
+static void topic_add_conn(topic_t *t, pusher_apns_conn_t *c)
+{
+    if (t->nconns == t->conns_cap) {
+        t->conns_cap = t->conns_cap ? t->conns_cap * 2 : 4;
+        t->conns = pusher_xrealloc(t->conns, t->conns_cap, sizeof(*t->conns));
+    }
+    t->conns[t->nconns++] = c;
+}
+
+/* A connection attempt of topic t failed with error. */
+static void connect_failed(pusher_apns_t *a, topic_t *t, const char *error, int not_h2)
+{
+    a->stats.connect_failures_total++;
+    if (t->connect_failures++ == 0) {
+        if (not_h2)
+            CM_LOG(
+                CM_LOG_ERROR,
+                "event=apns_not_http2 ptid=%s url_host=%s error=\"%s\" note=\"APNs must speak HTTP/2; logged "
+                "once per failure streak\"",
+                t->identity->pass_type_id, a->env.host, error);
+        else
+            CM_LOG(CM_LOG_ERROR,
+                   "event=apns_connect_failed ptid=%s error=\"%s\" note=\"logged once per failure "
+                   "streak\"",
+                   t->identity->pass_type_id, error);
+    }
+    unsigned shift = t->connect_failures - 1 < 8 ? t->connect_failures - 1 : 8;
+    uint64_t delay = (uint64_t)APNS_RECONNECT_MIN_MS << shift;
+    t->next_connect_ms = pusher_now_ms() + (delay < APNS_RECONNECT_MAX_MS ? delay : APNS_RECONNECT_MAX_MS);
+    /* With another connection still usable, the waiting pushes wait for it. */
+    for (size_t k = 0; k < t->nconns; k++)
+        if (!pusher_apns_conn_is_draining(t->conns[k]) && pusher_apns_conn_error(t->conns[k])[0] == '\0')
+            return;
+    run_t *run = a->run;
+    if (run == NULL)
+        return;
+    char why[PUSHER_REASON_MAX];
+    snprintf(why, sizeof(why), "%s", error);
+    size_t i;
+    while ((i = pusher_apns_fifo_pop(&t->ready, run->pushes)) != PUSHER_APNS_NIL)
+        fail_attempt(a, run, i, why, 0);
+}
+
+/* Removes connection k of topic t and frees it; in-flight requests are reported. A connection that
+ * never got established counts as a failed attempt, unless quiet (we gave up on it ourselves). */
+static void close_conn_as(pusher_apns_t *a, topic_t *t, size_t k, int quiet)
+{
+    pusher_apns_conn_t *c = t->conns[k];
+    t->conns[k] = t->conns[--t->nconns];
+    a->stats.connections_open--;
+    int established = pusher_apns_conn_is_established(c), not_h2 = pusher_apns_conn_not_h2(c);
+    char error[PUSHER_REASON_MAX * 2];
+    snprintf(error, sizeof(error), "%s", pusher_apns_conn_error(c));
+    pusher_apns_conn_free(c, NULL);
+    if (!established && !quiet)
+        connect_failed(a, t, error[0] ? error : "closed before HTTP/2 was set up", not_h2);
+}
+
+static void close_conn(pusher_apns_t *a, topic_t *t, size_t k)
+{
+    close_conn_as(a, t, k, 0);
+}
+
+static void open_conn(pusher_apns_t *a, topic_t *t)
+{
+    char err[256];
+    pusher_apns_conn_t *c = NULL;
+    if (pusher_apns_conn_new(&a->env, t->identity, ++a->next_conn_id, &c, err, sizeof(err)) != 0) {
+        connect_failed(a, t, err, 0);
+        return;
+    }
+    topic_add_conn(t, c);
+    a->stats.connections_open++;
+}
+
+/* Hands ready pushes of topic t to its connections; opens one more when they are all full. */
+static void dispatch(pusher_apns_t *a, run_t *run, topic_t *t, uint64_t now)
+{
+    if (t->ready.count == 0)
+        return;
+    size_t usable = 0, connecting = 0;
+    for (size_t k = 0; k < t->nconns && t->ready.count > 0; k++) {
+        pusher_apns_conn_t *c = t->conns[k];
+        if (pusher_apns_conn_is_draining(c) || pusher_apns_conn_error(c)[0] != '\0')
+            continue;
+        usable++;
+        if (!pusher_apns_conn_is_established(c)) {
+            connecting++;
+            continue;
+        }
+        size_t room = pusher_apns_conn_capacity(c);
+        while (room-- > 0 && t->ready.count > 0 && !pusher_apns_conn_is_draining(c)) {
+            size_t i = pusher_apns_fifo_pop(&t->ready, run->pushes);
+            pusher_apns_conn_submit(c, &run->pushes[i], t->identity->pass_type_id);
+        }
+    }
+    if (t->ready.count == 0 || connecting > 0 || usable >= (size_t)a->max_connections ||
+        now < t->next_connect_ms)
+        return;
+    open_conn(a, t);
+}
+
+static size_t count_conns(const pusher_apns_t *a)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < a->ntopics; i++)
+        n += a->topics[i].nconns;
+    return n;
+}
+
+/* Writes what every connection has to send; closes those that fail. */
+static void flush_all(pusher_apns_t *a)
+{
+    for (size_t i = 0; i < a->ntopics; i++) {
+        topic_t *t = &a->topics[i];
+        for (size_t k = t->nconns; k-- > 0;)
+            if (pusher_apns_conn_flush(t->conns[k]) != 0)
+                close_conn(a, t, k);
+    }
+}
+
+/* Deadlines, idle PINGs, and the end of a failure streak. Call after reading what the connections
+ * had to say, so an answer that is already here is never taken for a timeout. */
+static void housekeeping(pusher_apns_t *a, uint64_t now)
+{
+    for (size_t i = 0; i < a->ntopics; i++) {
+        topic_t *t = &a->topics[i];
+        for (size_t k = t->nconns; k-- > 0;) {
+            pusher_apns_conn_t *c = t->conns[k];
+            if (pusher_apns_conn_check(c, now) != 0) {
+                close_conn(a, t, k);
+                continue;
+            }
+            if (!pusher_apns_conn_is_established(c))
+                continue;
+            if (t->connect_failures > 0) {
+                CM_LOG(CM_LOG_INFO, "event=apns_reconnected ptid=%s failed_attempts=%u",
+                       t->identity->pass_type_id, t->connect_failures);
+                t->connect_failures = 0;
+                t->next_connect_ms = 0;
+            }
+            if (pusher_apns_conn_in_flight(c) == 0 && !pusher_apns_conn_is_draining(c) &&
+                now >= pusher_apns_conn_idle_since_ms(c) + (uint64_t)a->ping_interval_ms) {
+                pusher_apns_conn_ping(c);
+                if (pusher_apns_conn_flush(c) != 0)
+                    close_conn(a, t, k);
+            }
+        }
+    }
+}
+
+/* The next moment housekeeping() has something to do, or UINT64_MAX. */
+static uint64_t next_deadline(const pusher_apns_t *a)
+{
+    uint64_t next = UINT64_MAX;
+    for (size_t i = 0; i < a->ntopics; i++) {
+        const topic_t *t = &a->topics[i];
+        for (size_t k = 0; k < t->nconns; k++) {
+            const pusher_apns_conn_t *c = t->conns[k];
+            uint64_t d = pusher_apns_conn_deadline(c);
+            next = d < next ? d : next;
+            if (pusher_apns_conn_is_established(c) && pusher_apns_conn_in_flight(c) == 0 &&
+                !pusher_apns_conn_is_draining(c)) {
+                uint64_t ping_at = pusher_apns_conn_idle_since_ms(c) + (uint64_t)a->ping_interval_ms;
+                next = ping_at < next ? ping_at : next;
+            }
+        }
+    }
+    return next;
+}
+
+/* One poll() over every connection for at most timeout_ms, then their I/O. */
+static void poll_once(pusher_apns_t *a, int timeout_ms)
+{
+    size_t n = count_conns(a);
+    if (n > a->pcap) {
+        a->pcap = n * 2;
+        a->pfds = pusher_xrealloc(a->pfds, a->pcap, sizeof(*a->pfds));
+        a->pconns = pusher_xrealloc(a->pconns, a->pcap, sizeof(*a->pconns));
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < a->ntopics; i++) {
+        for (size_t k = 0; k < a->topics[i].nconns; k++) {
+            pusher_apns_conn_t *c = a->topics[i].conns[k];
+            a->pconns[m] = c;
+            a->pfds[m].fd = pusher_apns_conn_fd(c);
+            a->pfds[m].events = pusher_apns_conn_events(c);
+            a->pfds[m].revents = 0;
+            m++;
+        }
+    }
+    if (poll(a->pfds, (nfds_t)m, timeout_ms) <= 0)
+        return;
+    for (size_t j = 0; j < m; j++) {
+        if (a->pfds[j].revents == 0)
+            continue;
+        pusher_apns_conn_t *c = a->pconns[j];
+        if (pusher_apns_conn_io(c, a->pfds[j].revents) == 0)
+            continue;
+        /* Find it again: closing others may have moved it within its topic. */
+        for (size_t i = 0; i < a->ntopics; i++)
+            for (size_t k = 0; k < a->topics[i].nconns; k++)
+                if (a->topics[i].conns[k] == c) {
+                    close_conn(a, &a->topics[i], k);
+                    goto next;
+                }
+    next:;
+    }
+}
+
+static int timeout_until(uint64_t deadline, uint64_t now, int cap)
+{
+    if (deadline <= now)
+        return 0;
+    return deadline - now < (uint64_t)cap ? (int)(deadline - now) : cap;
+}
+
+/* ---- public API ---- */
+
+static int parse_url(pusher_apns_t *a, const char *url, char *err, size_t err_size)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL, *user = NULL;
+    int rc = -1;
+    if (u == NULL)
+        abort();
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK || strcmp(scheme, "https") != 0 ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK || strcmp(path, "/") != 0 ||
+        curl_url_get(u, CURLUPART_QUERY, &query, 0) != CURLUE_NO_QUERY ||
+        curl_url_get(u, CURLUPART_USER, &user, 0) != CURLUE_NO_USER) {
+        snprintf(err, err_size, "APNs URL \"%s\" is not https://host[:port] without a path", url);
+        goto out;
+    }
+    size_t hlen = strlen(host);
+    const char *h = host;
+    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        h = host + 1;
+        hlen -= 2;
+    }
+    if (hlen == 0 || hlen >= sizeof(a->env.host) || strlen(port) >= sizeof(a->env.port)) {
+        snprintf(err, err_size, "APNs URL \"%s\": host or port too long", url);
+        goto out;
+    }
+    memcpy(a->env.host, h, hlen);
+    a->env.host[hlen] = '\0';
+    snprintf(a->env.port, sizeof(a->env.port), "%s", port);
+    if (strcmp(port, "443") == 0)
+        snprintf(a->env.authority, sizeof(a->env.authority), "%s", host);
+    else
+        snprintf(a->env.authority, sizeof(a->env.authority), "%s:%s", host, port);
+    unsigned char buf[sizeof(struct in6_addr)];
+    a->env.host_is_ip =
+        inet_pton(AF_INET, a->env.host, buf) == 1 || inet_pton(AF_INET6, a->env.host, buf) == 1;
+    rc = 0;
+out:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
+    curl_free(query);
+    curl_free(user);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+static SSL_CTX *new_ssl_ctx(const char *ca_file, char *err, size_t err_size)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL)
+        abort();
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    int ok = ca_file != NULL && ca_file[0] != '\0' ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+                                                   : SSL_CTX_set_default_verify_paths(ctx);
+    if (ok != 1) {
+        snprintf(err, err_size, "cannot load the CAs to verify APNs with (%s)",
+                 ca_file != NULL && ca_file[0] != '\0' ? ca_file : "system store");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    /* SSL_CTX_set_alpn_protos returns 0 on success. */
+    if (SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2", 3) != 0)
+        abort();
+    return ctx;
+}
+
+int pusher_apns_new(const cm_certs_t *certs, const pusher_apns_options_t *opt, pusher_apns_t **out, char *err,
+                    size_t err_size)
+{
+    if (opt->max_attempts < 1 || opt->max_connections < 1 || opt->ping_interval_ms <= 0 ||
+        opt->request_timeout_ms <= 0) {
+        snprintf(err, err_size,
+                 "APNs options out of range: max_attempts and max_connections must be >= 1, "
+                 "the ping interval and request timeout > 0");
+        return -1;
+    }
+    pusher_apns_t *a = pusher_xcalloc(1, sizeof(*a));
+    if (parse_url(a, opt->base_url, err, err_size) != 0) {
+        free(a);
+        return -1;
+    }
+    a->ntopics = cm_certs_count(certs);
+    for (size_t i = 0; i < a->ntopics; i++) {
+        const cm_pass_identity_t *id = cm_certs_at(certs, i);
+        if (id->cert == NULL || id->key == NULL) {
+            snprintf(err, err_size, "no certificate or key for %s", id->pass_type_id);
+            free(a);
+            return -1;
+        }
+    }
+    a->ssl_ctx = new_ssl_ctx(opt->ca_file, err, err_size);
+    if (a->ssl_ctx == NULL) {
+        free(a);
+        return -1;
+    }
+    a->max_attempts = opt->max_attempts;
+    a->max_connections = opt->max_connections;
+    a->ping_interval_ms = opt->ping_interval_ms;
+    a->rng = (uint32_t)pusher_now_ms() ^ ((uint32_t)getpid() << 16) ^ 0x9e3779b9u;
+    if (a->rng == 0)
+        a->rng = 1;
+    a->topics = pusher_xcalloc(a->ntopics, sizeof(*a->topics));
+    for (size_t i = 0; i < a->ntopics; i++) {
+        a->topics[i].identity = cm_certs_at(certs, i);
+        pusher_apns_fifo_init(&a->topics[i].ready);
+    }
+    a->env.ssl_ctx = a->ssl_ctx;
+    a->env.request_timeout_ms = opt->request_timeout_ms;
+    a->env.stats = &a->stats;
+    a->env.on_result = on_result;
+    a->env.owner = a;
+    pusher_apns_conn_env_init(&a->env);
+    *out = a;
+    return 0;
+}
+
+void pusher_apns_free(pusher_apns_t *a)
+{
+    if (a == NULL)
+        return;
+    for (size_t i = 0; i < a->ntopics; i++) {
+        topic_t *t = &a->topics[i];
+        while (t->nconns > 0) {
+            pusher_apns_conn_t *c = t->conns[--t->nconns];
+            pusher_apns_conn_free(c, "shutdown");
+        }
+        free(t->conns);
+    }
+    a->stats.connections_open = 0;
+    pusher_apns_conn_env_dispose(&a->env);
+    SSL_CTX_free(a->ssl_ctx);
+    free(a->topics);
+    free(a->pfds);
+    free(a->pconns);
+    free(a);
+}
+
+long pusher_apns_topic(const pusher_apns_t *a, const char *ptid)
+{
+    for (size_t i = 0; i < a->ntopics; i++)
+        if (strcmp(a->topics[i].identity->pass_type_id, ptid) == 0)
+            return (long)i;
+    return -1;
+}
+
+const char *pusher_apns_topic_name(const pusher_apns_t *a, size_t topic)
+{
+    return a->topics[topic].identity->pass_type_id;
+}
+
 int pusher_apns_run(pusher_apns_t *a, pusher_push_t *pushes, size_t n, const pusher_apns_hooks_t *hooks,
                     void *ctx)
 {
-    request_t *reqs = pusher_xcalloc(n, sizeof(*reqs));
-    size_t *ready = pusher_xcalloc(n, sizeof(*ready)); /* ring of request indexes */
-    size_t *retry = pusher_xcalloc(n, sizeof(*retry));
-    size_t ready_head = 0, ready_count = n, nretry = 0, inflight = 0, remaining = n;
+    run_t run = {.pushes = pushes, .hooks = hooks, .ctx = ctx, .remaining = n};
     uint64_t last_tick = pusher_now_ms();
     int rc = 0;
 
+    pusher_apns_timers_init(&run.timers);
+    for (size_t i = 0; i < a->ntopics; i++)
+        pusher_apns_fifo_init(&a->topics[i].ready);
     for (size_t i = 0; i < n; i++) {
-        reqs[i].push = &pushes[i];
-        ready[i] = i;
+        pushes[i].link.refusals = 0;
+        pushes[i].link.child = PUSHER_APNS_NIL;
+        pusher_apns_fifo_push_back(&a->topics[pushes[i].topic].ready, pushes, i);
     }
-    while (remaining > 0) {
+    a->run = &run;
+    while (run.remaining > 0) {
         if (hooks->should_abort(ctx)) {
             rc = -1;
             break;
         }
         uint64_t now = pusher_now_ms();
-        for (size_t j = 0; j < nretry;) {
-            if (reqs[retry[j]].due_ms <= now) {
-                ready[(ready_head + ready_count++) % n] = retry[j];
-                retry[j] = retry[--nretry];
-            } else {
-                j++;
-            }
-        }
-        while (inflight < APNS_MAX_INFLIGHT && ready_count > 0) {
-            start(a, &reqs[ready[ready_head]]);
-            ready_head = (ready_head + 1) % n;
-            ready_count--;
-            inflight++;
-        }
-
-        int running = 0, finished = 0;
-        curl_multi_perform(a->multi, &running);
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(a->multi, &left)) != NULL) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            char *priv = NULL;
-            CURLcode res = msg->data.result;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
-            request_t *r = (request_t *)priv;
-            enum pusher_outcome outcome = read_answer(a, r, res);
-            release(a, r);
-            inflight--;
-            finished++;
-            if (outcome == PUSHER_OUTCOME_RETRY) {
-                if (r->push->attempts < a->max_attempts) {
-                    uint64_t delay = pusher_outcome_backoff_ms(r->push->attempts, next_random(a));
-                    r->due_ms = pusher_now_ms() + delay;
-                    retry[nretry++] = (size_t)(r - reqs);
-                    hooks->on_retry(ctx, r->push, delay);
-                    continue;
-                }
-                outcome = PUSHER_OUTCOME_ABANDONED;
-            }
-            log_final(a, r->push, outcome);
-            remaining--;
-            hooks->on_done(ctx, r->push, outcome);
-        }
-
-        now = pusher_now_ms();
-        if (finished > 0 || now - last_tick >= APNS_TICK_MS) {
+        size_t i;
+        while ((i = pusher_apns_timers_pop_due(&run.timers, pushes, now)) != PUSHER_APNS_NIL)
+            pusher_apns_fifo_push_back(&a->topics[pushes[i].topic].ready, pushes, i);
+        for (size_t t = 0; t < a->ntopics; t++)
+            dispatch(a, &run, &a->topics[t], now);
+        flush_all(a);
+        if (run.finished > 0 || now - last_tick >= APNS_TICK_MS) {
             hooks->on_tick(ctx);
+            run.finished = 0;
             last_tick = now;
         }
-        if (remaining == 0)
+        if (run.remaining == 0)
             break;
-        int timeout = APNS_TICK_MS;
-        if (ready_count > 0 && inflight < APNS_MAX_INFLIGHT)
-            timeout = 0;
-        for (size_t j = 0; j < nretry; j++) {
-            uint64_t due = reqs[retry[j]].due_ms;
-            int wait = due <= now ? 0 : (int)(due - now);
-            if (wait < timeout)
-                timeout = wait;
-        }
-        if (timeout > 0)
-            curl_multi_poll(a->multi, NULL, 0, timeout, NULL);
-    }
 
-    for (size_t i = 0; i < n; i++)
-        if (reqs[i].easy != NULL)
-            release(a, &reqs[i]);
-    free(retry);
-    free(ready);
-    free(reqs);
+        uint64_t next = last_tick + APNS_TICK_MS;
+        uint64_t due = pusher_apns_timers_next(&run.timers, pushes);
+        next = due < next ? due : next;
+        for (size_t t = 0; t < a->ntopics; t++)
+            if (a->topics[t].ready.count > 0 && a->topics[t].next_connect_ms > now &&
+                a->topics[t].next_connect_ms < next)
+                next = a->topics[t].next_connect_ms;
+        uint64_t hk = next_deadline(a);
+        next = hk < next ? hk : next;
+        poll_once(a, timeout_until(next, now, APNS_TICK_MS));
+        housekeeping(a, pusher_now_ms());
+    }
+    if (run.finished > 0)
+        hooks->on_tick(ctx);
+    for (size_t t = 0; t < a->ntopics; t++) {
+        topic_t *tp = &a->topics[t];
+        for (size_t k = tp->nconns; k-- > 0;) {
+            /* Between runs only pusher_apns_service() drives the connections, seconds apart: one
+             * still being set up would time out. It was opened for traffic that is gone: drop it. */
+            if (!pusher_apns_conn_is_established(tp->conns[k]))
+                close_conn_as(a, tp, k, 1);
+            else if (rc != 0)
+                pusher_apns_conn_orphan(tp->conns[k]);
+        }
+    }
+    a->run = NULL;
     return rc;
+}
+
+void pusher_apns_service(pusher_apns_t *a, int timeout_ms)
+{
+    if (count_conns(a) == 0)
+        return;
+    uint64_t now = pusher_now_ms();
+    int wait = timeout_ms > 0 ? timeout_until(next_deadline(a), now, timeout_ms) : 0;
+    poll_once(a, wait); /* input first: a PING answer already here is not a timeout */
+    housekeeping(a, pusher_now_ms());
+    flush_all(a);
+}
+
+void pusher_apns_stats(const pusher_apns_t *a, pusher_apns_stats_t *out)
+{
+    *out = a->stats;
 }

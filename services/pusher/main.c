@@ -37,6 +37,7 @@
 #define CERT_EXPIRY_WARN_S (30 * 24 * 3600)
 #define CONSUMER_IDLE_MAX_MS 3600000L /* consumers holding nothing and idle this long are deleted */
 
+
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t stop_now;
 static volatile sig_atomic_t blocking_fd = -1;
@@ -340,7 +341,7 @@ static int run(const cm_redis_url_t *url, pusher_apns_t *apns)
                 snprintf(pending_cursor[st], sizeof(pending_cursor[st]), "0");
         }
 
-        pusher_apns_service(apns, 0);
+        pusher_apns_service(apns, 0); /* idle connections: GOAWAY, PING */
         pusher_metrics_apns(apns);
         size_t n = 0;
         const char *source;
@@ -444,9 +445,15 @@ int main(void)
     cm_config_log(config_vars, NVARS);
     log_certs(certs);
     atomic_store(&certs_loaded, cm_certs_count(certs) > 0);
-    pusher_apns_options_t opt = {cfg.apns_url,           cfg.apns_ca_file,       (int)cfg.max_attempts,
-                                 (int)cfg.apns_connections, cfg.apns_ping_s * 1000L, cfg.apns_timeout_ms};
-    if (pusher_apns_new(certs, &opt, &apns, err, sizeof(err)) != 0) {
+    pusher_apns_options_t apns_opt = {
+        .base_url = cfg.apns_url,
+        .ca_file = cfg.apns_ca_file,
+        .max_attempts = (int)cfg.max_attempts,
+        .max_connections = (int)cfg.apns_connections,
+        .ping_interval_ms = cfg.apns_ping_s * 1000L,
+        .request_timeout_ms = cfg.apns_timeout_ms,
+    };
+    if (pusher_apns_new(certs, &apns_opt, &apns, err, sizeof(err)) != 0) {
         CM_LOG(CM_LOG_ERROR, "event=startup_failed call=pusher_apns_new reason=\"%s\"", err);
         goto out;
     }

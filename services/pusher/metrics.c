@@ -150,7 +150,7 @@ void pusher_metrics_stream_state(enum pusher_stream stream, const pusher_stream_
 }
 
 /* Counters of the client are totals since start: add what is new since the last copy. */
-static void add_delta(cm_metric_t *f, unsigned long long now, unsigned long long *last)
+static void add_delta(cm_metric_t *f, uint64_t now, uint64_t *last)
 {
     if (now > *last)
         cm_metric_add(f, (double)(now - *last), NULL);

@@ -7,8 +7,8 @@
  * push it caused was answered or abandoned. outcome.c holds the pure rules (what an APNs answer
  * means, how long to back off) so unit tests can include it alone.
  *
- * Everything runs on the main thread. Redis calls are blocking (hiredis sync API); curl runs on one
- * multi handle kept for the life of the process.
+ * Everything runs on the main thread. Redis calls are blocking (hiredis sync API); the APNs client
+ * keeps its HTTP/2 connections for the life of the process and drives them with poll().
  */
 #ifndef PUSHER_PUSHER_H
 #define PUSHER_PUSHER_H
@@ -61,38 +61,9 @@ static inline uint64_t pusher_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* ---- outcome.c: what an APNs answer means ---- */
+/* ---- outcome.c: what an APNs answer means (outcome.h) ---- */
 
-#define PUSHER_REASON_MAX      128 /* longest reason kept (APNs reasons are < 32 bytes; curl errors more) */
-#define PUSHER_BACKOFF_BASE_MS 1000
-#define PUSHER_BACKOFF_CAP_MS  60000
-
-enum pusher_outcome {
-    PUSHER_OUTCOME_OK,        /* 200 */
-    PUSHER_OUTCOME_REMOVE,    /* token is dead: 410, 400 BadDeviceToken / DeviceTokenNotForTopic */
-    PUSHER_OUTCOME_CERT,      /* 403: the certificate was refused; not retried */
-    PUSHER_OUTCOME_REJECTED,  /* any other answer that must not be retried */
-    PUSHER_OUTCOME_RETRY,     /* 429, 5xx, or no HTTP answer at all (status 0) */
-    PUSHER_OUTCOME_ABANDONED, /* RETRY, but PUSHER_MAX_ATTEMPTS were used up */
-};
-
-/* Classifies an answer. status 0 means no HTTP answer (transport error). reason may be "". */
-enum pusher_outcome pusher_outcome_classify(long status, const char *reason);
-
-/* Extracts the "reason" string of an APNs error body into out (always NUL-terminated). An empty
- * body gives "". A body that is not a JSON object with a string reason gives "unparseable"; a reason
- * with characters outside [A-Za-z0-9_] or longer than out_size-1 gives "invalid". */
-void pusher_outcome_reason(const char *body, size_t len, char *out, size_t out_size);
-
-/* Delay before attempt number attempts+1, after `attempts` failed attempts (>= 1): exponential from
- * PUSHER_BACKOFF_BASE_MS, capped at PUSHER_BACKOFF_CAP_MS, with "equal jitter": a value in
- * [d/2, d] picked from rnd. */
-uint64_t pusher_outcome_backoff_ms(int attempts, uint32_t rnd);
-
-/* The loggable prefix of a push token: its first 8 characters (never the whole token). */
-void pusher_outcome_token_prefix(const char *token, char out[9]);
-
-const char *pusher_outcome_name(enum pusher_outcome outcome);
+#include "outcome.h"
 
 /* ---- events.c: the streams pk:events and pk:fanout, consumer group "pushers" ---- */
 
@@ -188,52 +159,9 @@ int pusher_events_deadletter(struct redisContext *c, const char *const *fields, 
 int pusher_events_maintain(struct redisContext *c, enum pusher_stream stream, long consumer_idle_max_ms,
                            pusher_stream_state_t *out, char *err, size_t err_size);
 
-/* ---- apns_client.c: HTTP/2 pushes on one curl multi handle ---- */
+/* ---- apns_client.c: HTTP/2 pushes to APNs (apns_client.h) ---- */
 
-typedef struct pusher_apns pusher_apns_t;
-
-/* One push: POST /3/device/<token> with topic = the pass type of cert index `topic`. The fields
- * after `token` belong to the caller of pusher_apns_run; the result fields are written by it. */
-typedef struct pusher_push {
-    size_t topic; /* index given by pusher_apns_topic() */
-    char token[CM_PUSH_TOKEN_MAX + 1];
-    char **dlis; /* device library ids that hold this token for this pass type */
-    size_t ndlis, dlis_cap;
-    size_t *events; /* indexes of the batch's events that caused this push */
-    size_t nevents, events_cap;
-    /* results */
-    int attempts;
-    long status;                    /* last HTTP status, 0 when there was no HTTP answer */
-    char reason[PUSHER_REASON_MAX]; /* last APNs reason, or the transport error */
-} pusher_push_t;
-
-typedef struct pusher_apns_hooks {
-    /* Called exactly once per push with its final outcome (never RETRY). */
-    void (*on_done)(void *ctx, pusher_push_t *push, enum pusher_outcome outcome);
-    /* Called when a push is scheduled for another attempt. */
-    void (*on_retry)(void *ctx, pusher_push_t *push, uint64_t delay_ms);
-    /* Called after each round that finished pushes, and at least every 250 ms meanwhile. */
-    void (*on_tick)(void *ctx);
-    /* Polled every round: non-zero aborts the run (remaining pushes get no on_done). */
-    int (*should_abort)(void *ctx);
-} pusher_apns_hooks_t;
-
-/* Creates the client: one curl multi handle (HTTP/2 multiplexing, a few connections per host) and
- * the request headers of each pass type of certs (borrowed: must outlive the client). base_url is
- * "https://host[:port]" without a trailing path; ca_file (may be NULL) replaces the CA bundle.
- * Returns 0 and *out, or -1 with err. */
-int pusher_apns_new(const cm_certs_t *certs, const char *base_url, const char *ca_file, int max_attempts,
-                    pusher_apns_t **out, char *err, size_t err_size);
-void pusher_apns_free(pusher_apns_t *apns);
-
-/* The topic index of a pass type identifier, or -1 when no certificate is loaded for it. */
-long pusher_apns_topic(const pusher_apns_t *apns, const char *ptid);
-const char *pusher_apns_topic_name(const pusher_apns_t *apns, size_t topic);
-
-/* Sends every push, retrying with backoff, until each has a final outcome (reported through
- * hooks->on_done) or hooks->should_abort() says stop. Returns 0, or -1 when aborted. */
-int pusher_apns_run(pusher_apns_t *apns, pusher_push_t *pushes, size_t n, const pusher_apns_hooks_t *hooks,
-                    void *ctx);
+#include "apns_client.h"
 
 /* ---- registrations.c: who to push, and forgetting dead tokens ---- */
 
