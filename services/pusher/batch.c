@@ -9,8 +9,8 @@
  *
  * A push given up after PUSHER_MAX_ATTEMPTS answers (429, 5xx) is written to pk:deadletter before
  * any item it served is acknowledged; one that never got an answer leaves its items pending, to be
- * claimed and tried again later: the dead letters queued are always sent before the acks queued, in one flush.
- * Both queues outlive the batch: when Redis fails, they stay queued and main.c flushes them after
+ * claimed and tried again later: the dead letters queued are always sent before the acks queued, in one
+ * flush. Both queues outlive the batch: when Redis fails, they stay queued and main.c flushes them after
  * reconnecting, before it re-reads its pending entries.
  */
 #include "pusher.h"
@@ -78,7 +78,8 @@ int pusher_batch_flush_acks(redisContext *c, char *err, size_t err_size)
     /* Dead letters first: an item is acknowledged only once its given-up pushes are on record. */
     for (size_t i = 0; i < dl_count; i++) {
         dead_letter_t *d = &dl_queue[i];
-        if (pusher_events_deadletter(c, (const char *const *)d->fields, DEADLETTER_FIELDS, err, err_size) != 0) {
+        if (pusher_events_deadletter(c, (const char *const *)d->fields, DEADLETTER_FIELDS, err, err_size) !=
+            0) {
             memmove(dl_queue, dl_queue + i, (dl_count - i) * sizeof(*dl_queue));
             dl_count -= i;
             return -1;
@@ -90,7 +91,8 @@ int pusher_batch_flush_acks(redisContext *c, char *err, size_t err_size)
         id_queue_t *q = &ack_queues[s];
         if (q->count == 0)
             continue;
-        if (pusher_events_ack(c, (enum pusher_stream)s, (const char *const *)q->ids, q->count, err, err_size) != 0)
+        if (pusher_events_ack(c, (enum pusher_stream)s, (const char *const *)q->ids, q->count, err,
+                              err_size) != 0)
             return -1;
         id_queue_clear(q);
     }
@@ -159,8 +161,8 @@ static void touch(batch_t *b)
         for (size_t i = 0; i < b->nevents; i++)
             if (b->events[i].pending > 0 && b->events[i].stream == (enum pusher_stream)s)
                 ids[n++] = b->events[i].id;
-        if (n > 0 && pusher_events_touch(b->env->redis, (enum pusher_stream)s, b->env->consumer, ids, n, b->err,
-                                         sizeof(b->err)) != 0)
+        if (n > 0 && pusher_events_touch(b->env->redis, (enum pusher_stream)s, b->env->consumer, ids, n,
+                                         b->err, sizeof(b->err)) != 0)
             mark_broken(b, "XCLAIM");
     }
     free(ids);
@@ -232,8 +234,9 @@ static void queue_dead_letter(batch_t *b, const pusher_push_t *p)
         dl_queue = pusher_xrealloc(dl_queue, dl_cap, sizeof(*dl_queue));
     }
     dead_letter_t *d = &dl_queue[dl_count++];
-    const char *names[DEADLETTER_FIELDS / 2] = {"passTypeIdentifier", "token",  "devices", "items",   "serialNumbers",
-                                                "status",             "reason", "attempts", "consumer"};
+    const char *names[DEADLETTER_FIELDS / 2] = {
+        "passTypeIdentifier", "token",   "devices", "items", "serialNumbers", "status", "reason",
+        "attempts",           "consumer"};
     char *values[DEADLETTER_FIELDS / 2] = {pusher_xstrdup(pusher_apns_topic_name(b->env->apns, p->topic)),
                                            pusher_xstrdup(p->token),
                                            join_dlis(p),
@@ -274,8 +277,8 @@ static void on_done(void *ctx, pusher_push_t *p, enum pusher_outcome outcome)
              * Its items stay pending and XAUTOCLAIM hands them out again after PUSHER_CLAIM_IDLE_MS, so
              * an outage delays pushes but loses none. */
             b->unanswered++;
-            CM_LOG(CM_LOG_ERROR, "event=push_unanswered ptid=%s token=%s attempts=%d reason=\"%s\"", ptid, tok,
-                   p->attempts, p->reason);
+            CM_LOG(CM_LOG_ERROR, "event=push_unanswered ptid=%s token=%s attempts=%d reason=\"%s\"", ptid,
+                   tok, p->attempts, p->reason);
             for (size_t i = 0; i < p->nevents; i++)
                 b->events[p->events[i]].keep_pending = 1;
             break;
@@ -283,8 +286,8 @@ static void on_done(void *ctx, pusher_push_t *p, enum pusher_outcome outcome)
         b->deadlettered++;
         queue_dead_letter(b, p);
         CM_LOG(CM_LOG_ERROR,
-               "event=push_dead_lettered ptid=%s token=%s attempts=%d status=%ld reason=\"%s\" stream=%s", ptid,
-               tok, p->attempts, p->status, p->reason, CM_KEY_DEADLETTER);
+               "event=push_dead_lettered ptid=%s token=%s attempts=%d status=%ld reason=\"%s\" stream=%s",
+               ptid, tok, p->attempts, p->status, p->reason, CM_KEY_DEADLETTER);
         break;
     }
     default:
@@ -296,8 +299,10 @@ static void on_done(void *ctx, pusher_push_t *p, enum pusher_outcome outcome)
         if (--ev->pending > 0)
             continue;
         if (ev->keep_pending)
-            CM_LOG(CM_LOG_WARN, "event=event_left_pending id=%s stream=%s ptid=%s serial=%s reason=\"a push got no answer\"",
-                   ev->id, pusher_stream_key(ev->stream), ev->ptid, ev->serial);
+            CM_LOG(
+                CM_LOG_WARN,
+                "event=event_left_pending id=%s stream=%s ptid=%s serial=%s reason=\"a push got no answer\"",
+                ev->id, pusher_stream_key(ev->stream), ev->ptid, ev->serial);
         else
             queue_ack(ev);
     }
@@ -381,12 +386,14 @@ fail:
 out:
     CM_LOG(CM_LOG_INFO,
            "event=batch source=%s items=%zu pushes=%zu ok=%zu removed=%zu retried=%zu failed=%zu "
-           "rejected=%zu certificate_refused=%zu dead_lettered=%zu unanswered=%zu devices_removed=%zu skipped=%zu "
+           "rejected=%zu certificate_refused=%zu dead_lettered=%zu unanswered=%zu devices_removed=%zu "
+           "skipped=%zu "
            "superseded=%zu split=%zu chunks_written=%zu ms=%llu%s",
-           source, n, npushes, b.ok, b.removed, b.retried, b.rejected + b.cert_refused + b.deadlettered + b.unanswered,
-           b.rejected,
-           b.cert_refused, b.deadlettered, b.unanswered, b.devices_removed, b.skipped, lookup.superseded, lookup.split,
-           lookup.chunks_written, (unsigned long long)(pusher_now_ms() - started), rc == 0 ? "" : " complete=false");
+           source, n, npushes, b.ok, b.removed, b.retried,
+           b.rejected + b.cert_refused + b.deadlettered + b.unanswered, b.rejected, b.cert_refused,
+           b.deadlettered, b.unanswered, b.devices_removed, b.skipped, lookup.superseded, lookup.split,
+           lookup.chunks_written, (unsigned long long)(pusher_now_ms() - started),
+           rc == 0 ? "" : " complete=false");
     pusher_regs_free_pushes(pushes, npushes);
     free(topics);
     return rc;

@@ -234,8 +234,8 @@ static int stream_of(const redisReply *name, enum pusher_stream *out)
 }
 
 int pusher_events_read(redisContext *c, const char *consumer, const char *const starts[PUSHER_NSTREAMS],
-                       size_t count, long block_ms, volatile sig_atomic_t *blocking_fd, pusher_event_t *events,
-                       size_t *n, char *err, size_t err_size)
+                       size_t count, long block_ms, volatile sig_atomic_t *blocking_fd,
+                       pusher_event_t *events, size_t *n, char *err, size_t err_size)
 {
     char count_s[24], block_s[24];
     snprintf(count_s, sizeof(count_s), "%zu", count);
@@ -282,12 +282,14 @@ int pusher_events_read(redisContext *c, const char *consumer, const char *const 
         for (size_t i = 0; rc == 0 && i < r->elements; i++) {
             const redisReply *per = r->element[i];
             enum pusher_stream stream;
-            if (per->type != REDIS_REPLY_ARRAY || per->elements != 2 || stream_of(per->element[0], &stream) != 0) {
+            if (per->type != REDIS_REPLY_ARRAY || per->elements != 2 ||
+                stream_of(per->element[0], &stream) != 0) {
                 pusher_events_clear(events, got);
                 snprintf(err, err_size, "XREADGROUP: unexpected reply shape");
                 rc = -1;
             } else {
-                rc = parse_entries(per->element[1], stream, events, count * PUSHER_NSTREAMS, &got, err, err_size);
+                rc = parse_entries(per->element[1], stream, events, count * PUSHER_NSTREAMS, &got, err,
+                                   err_size);
             }
         }
     } else if (r->type != REDIS_REPLY_NIL) {
@@ -300,15 +302,15 @@ int pusher_events_read(redisContext *c, const char *consumer, const char *const 
     return rc;
 }
 
-int pusher_events_autoclaim(redisContext *c, enum pusher_stream stream, const char *consumer, long min_idle_ms,
-                            char cursor[PUSHER_STREAM_ID_MAX], size_t count, pusher_event_t *events, size_t *n,
-                            char *err, size_t err_size)
+int pusher_events_autoclaim(redisContext *c, enum pusher_stream stream, const char *consumer,
+                            long min_idle_ms, char cursor[PUSHER_STREAM_ID_MAX], size_t count,
+                            pusher_event_t *events, size_t *n, char *err, size_t err_size)
 {
     char idle_s[24], count_s[24];
     snprintf(idle_s, sizeof(idle_s), "%ld", min_idle_ms);
     snprintf(count_s, sizeof(count_s), "%zu", count);
-    const char *argv[] = {"XAUTOCLAIM", stream_keys[stream], CM_EVENTS_GROUP, consumer, idle_s, cursor,
-                          "COUNT",      count_s};
+    const char *argv[] = {
+        "XAUTOCLAIM", stream_keys[stream], CM_EVENTS_GROUP, consumer, idle_s, cursor, "COUNT", count_s};
     redisReply *r = command_argv(c, 8, argv, err, err_size);
     if (r == NULL)
         return -1;
@@ -361,8 +363,8 @@ int pusher_events_ack(redisContext *c, enum pusher_stream stream, const char *co
     return ids_command(c, head, 3, ids, n, NULL, err, err_size);
 }
 
-int pusher_events_touch(redisContext *c, enum pusher_stream stream, const char *consumer, const char *const *ids,
-                        size_t n, char *err, size_t err_size)
+int pusher_events_touch(redisContext *c, enum pusher_stream stream, const char *consumer,
+                        const char *const *ids, size_t n, char *err, size_t err_size)
 {
     const char *head[] = {"XCLAIM", stream_keys[stream], CM_EVENTS_GROUP, consumer, "0"};
     return ids_command(c, head, 5, ids, n, "JUSTID", err, err_size);
@@ -410,9 +412,10 @@ int pusher_events_split(redisContext *c, const pusher_event_t *ev, char **dlis, 
             memcpy(devices + len, dlis[i], l);
             len += l;
         }
-        const char *argv[] = {"XADD",    CM_KEY_FANOUT,      "*",      "type",         "fanout.chunk",
-                              "passTypeIdentifier", ev->ptid, "serialNumber", ev->serial, "version",
-                              ev->version, "event",          ev->id,   "devices",      devices};
+        const char *argv[] = {
+            "XADD",   CM_KEY_FANOUT,  "*",        "type",    "fanout.chunk", "passTypeIdentifier",
+            ev->ptid, "serialNumber", ev->serial, "version", ev->version,    "event",
+            ev->id,   "devices",      devices};
         size_t lens[15];
         for (int i = 0; i < 14; i++)
             lens[i] = strlen(argv[i]);

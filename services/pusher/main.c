@@ -32,11 +32,10 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define RECONNECT_MIN_MS   250
-#define RECONNECT_MAX_MS   30000
-#define CERT_EXPIRY_WARN_S (30 * 24 * 3600)
+#define RECONNECT_MIN_MS     250
+#define RECONNECT_MAX_MS     30000
+#define CERT_EXPIRY_WARN_S   (30 * 24 * 3600)
 #define CONSUMER_IDLE_MAX_MS 3600000L /* consumers holding nothing and idle this long are deleted */
-
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t stop_now;
@@ -56,7 +55,8 @@ static void on_signal(int sig)
 
 static struct {
     const char *redis_url, *certs_dir, *apns_url, *apns_ca_file, *consumer, *log_level, *listen;
-    long batch, block_ms, claim_idle_ms, max_attempts, fanout_chunk, chunks_per_read, coalesce_ms, maintain_ms;
+    long batch, block_ms, claim_idle_ms, max_attempts, fanout_chunk, chunks_per_read, coalesce_ms,
+        maintain_ms;
     long apns_connections, apns_ping_s, apns_timeout_ms;
 } cfg;
 
@@ -85,7 +85,7 @@ static const cm_config_var_t config_vars[] = {
      "tries per push before it goes to the dead-letter stream"},
     {"PUSHER_FANOUT_CHUNK", CM_CONFIG_INT, "1000", 1, PUSHER_FANOUT_CHUNK_MAX, 0, &cfg.fanout_chunk,
      "an event with more devices is split into pk:fanout chunks of this size, shared by all pushers"},
-    {"PUSHER_CHUNKS_PER_READ", CM_CONFIG_INT, "2", 1, 100, 0, &cfg.chunks_per_read,
+    {"PUSHER_CHUNKS_PER_READ", CM_CONFIG_INT, "4", 1, 100, 0, &cfg.chunks_per_read,
      "fan-out chunks a pusher takes at a time (fewer: fairer sharing; more: fewer pauses between them)"},
     {"PUSHER_COALESCE_MS", CM_CONFIG_INT, "100", 0, 10000, 0, &cfg.coalesce_ms,
      "wait until a new event is this old, so a burst of updates to a pass gives one push"},
@@ -250,7 +250,8 @@ static int maintain(redisContext *c, char *err, size_t err_size)
             return -1;
         pusher_metrics_stream_state((enum pusher_stream)s, &st);
         if (st.trimmed > 0 || st.consumers_deleted > 0)
-            CM_LOG(CM_LOG_INFO, "event=stream_maintained stream=%s trimmed=%lld consumers_deleted=%lld pending=%lld",
+            CM_LOG(CM_LOG_INFO,
+                   "event=stream_maintained stream=%s trimmed=%lld consumers_deleted=%lld pending=%lld",
                    pusher_stream_key((enum pusher_stream)s), st.trimmed, st.consumers_deleted, st.pending);
     }
     return 0;
@@ -285,8 +286,8 @@ static int read_new(redisContext *redis, pusher_event_t *events, size_t *n, char
     const char *chunks_only[PUSHER_NSTREAMS] = {NULL, ">"}, *events_only[PUSHER_NSTREAMS] = {">", NULL};
     const char *both[PUSHER_NSTREAMS] = {">", ">"};
     size_t got_chunks = 0, got_events = 0;
-    if (pusher_events_read(redis, cfg.consumer, chunks_only, (size_t)cfg.chunks_per_read, 0, &blocking_fd, events,
-                           &got_chunks, err, err_size) != 0)
+    if (pusher_events_read(redis, cfg.consumer, chunks_only, (size_t)cfg.chunks_per_read, 0, &blocking_fd,
+                           events, &got_chunks, err, err_size) != 0)
         return -1;
     if (pusher_events_read(redis, cfg.consumer, events_only, (size_t)cfg.batch, 0, &blocking_fd,
                            events + got_chunks, &got_events, err, err_size) != 0) {
@@ -296,7 +297,8 @@ static int read_new(redisContext *redis, pusher_event_t *events, size_t *n, char
     *n = got_chunks + got_events;
     if (*n > 0)
         return 0;
-    return pusher_events_read(redis, cfg.consumer, both, 1, cfg.block_ms, &blocking_fd, events, n, err, err_size);
+    return pusher_events_read(redis, cfg.consumer, both, 1, cfg.block_ms, &blocking_fd, events, n, err,
+                              err_size);
 }
 
 static void drop_redis(redisContext **redis)
@@ -359,16 +361,17 @@ static int run(const cm_redis_url_t *url, pusher_apns_t *apns)
         if (reading_pending) {
             source = "pending";
             const char *starts[PUSHER_NSTREAMS] = {pending_cursor[0], pending_cursor[1]};
-            rc = pusher_events_read(redis, cfg.consumer, starts, (size_t)cfg.batch, 0, &blocking_fd, events, &n, err,
-                                    sizeof(err));
+            rc = pusher_events_read(redis, cfg.consumer, starts, (size_t)cfg.batch, 0, &blocking_fd, events,
+                                    &n, err, sizeof(err));
             if (rc == 0 && n == 0)
                 reading_pending = 0;
             for (size_t i = 0; rc == 0 && i < n; i++) /* entries come grouped by stream, in id order */
                 snprintf(pending_cursor[events[i].stream], PUSHER_STREAM_ID_MAX, "%s", events[i].id);
         } else if (now >= next_claim) {
             source = "claimed";
-            rc = pusher_events_autoclaim(redis, (enum pusher_stream)claim_stream, cfg.consumer, cfg.claim_idle_ms,
-                                         claim_cursor, (size_t)cfg.batch, events, &n, err, sizeof(err));
+            rc = pusher_events_autoclaim(redis, (enum pusher_stream)claim_stream, cfg.consumer,
+                                         cfg.claim_idle_ms, claim_cursor, (size_t)cfg.batch, events, &n, err,
+                                         sizeof(err));
             if (rc == 0 && strcmp(claim_cursor, "0-0") == 0 && ++claim_stream == PUSHER_NSTREAMS) {
                 claim_stream = 0;
                 next_claim = now + (uint64_t)claim_interval_ms();
@@ -382,15 +385,16 @@ static int run(const cm_redis_url_t *url, pusher_apns_t *apns)
         if (rc != 0) {
             if (stop_requested)
                 break; /* the signal handler shut the socket down */
-            CM_LOG(CM_LOG_ERROR, "event=redis_error call=read source=%s error=\"%s\" action=reconnect", source,
-                   err);
+            CM_LOG(CM_LOG_ERROR, "event=redis_error call=read source=%s error=\"%s\" action=reconnect",
+                   source, err);
             pusher_metrics_redis_error("read");
             drop_redis(&redis);
             continue;
         }
         if (n == 0)
             continue;
-        pusher_batch_env_t env = {redis, apns, cfg.consumer, cfg.claim_idle_ms, (size_t)cfg.fanout_chunk, &stop_now};
+        pusher_batch_env_t env = {redis,    apns, cfg.consumer, cfg.claim_idle_ms, (size_t)cfg.fanout_chunk,
+                                  &stop_now};
         rc = pusher_batch_process(&env, events, n, source, err, sizeof(err));
         pusher_events_clear(events, n);
         if (rc != 0) {
@@ -403,7 +407,8 @@ static int run(const cm_redis_url_t *url, pusher_apns_t *apns)
 
     if (redis != NULL && pusher_batch_flush_acks(redis, err, sizeof(err)) != 0)
         CM_LOG(CM_LOG_WARN,
-               "event=ack_lost error=\"%s\" note=\"those events stay pending and will be pushed again\"", err);
+               "event=ack_lost error=\"%s\" note=\"those events stay pending and will be pushed again\"",
+               err);
     if (redis != NULL)
         redisFree(redis);
     free(events);
@@ -461,7 +466,8 @@ int main(void)
     pusher_metrics_init(metrics);
     if (strcmp(cfg.listen, "off") != 0 &&
         cm_status_server_start(cfg.listen, metrics, is_ready, NULL, &status, err, sizeof(err)) != 0) {
-        CM_LOG(CM_LOG_ERROR, "event=startup_failed var=PUSHER_LISTEN value=\"%s\" reason=\"%s\"", cfg.listen, err);
+        CM_LOG(CM_LOG_ERROR, "event=startup_failed var=PUSHER_LISTEN value=\"%s\" reason=\"%s\"", cfg.listen,
+               err);
         goto out;
     }
 

@@ -32,8 +32,8 @@
 #include <sys/time.h>
 
 static struct {
-    cm_metric_t *pushes, *retries, *duration, *event_to_push, *items, *chunks, *removed, *pending, *lag, *trimmed,
-        *conn_open, *connects, *connect_failures, *goaways, *pings, *refused, *redis_errors;
+    cm_metric_t *pushes, *retries, *duration, *event_to_push, *items, *chunks, *removed, *pending, *lag,
+        *trimmed, *conn_open, *connects, *connect_failures, *goaways, *pings, *refused, *redis_errors;
     pusher_apns_stats_t last_apns;
 } m;
 
@@ -45,29 +45,33 @@ void pusher_metrics_init(cm_metrics_t *r)
                                   "pass_type,outcome,reason");
     m.retries = cm_metrics_counter(r, "pusher_push_retries_total", "Push attempts that will be retried",
                                    "pass_type,status,reason");
-    m.duration = cm_metrics_histogram(r, "pusher_push_duration_seconds", "APNs answer time of a push's last attempt",
-                                      NULL, cm_metrics_latency_buckets, cm_metrics_latency_nbuckets);
+    m.duration =
+        cm_metrics_histogram(r, "pusher_push_duration_seconds", "APNs answer time of a push's last attempt",
+                             NULL, cm_metrics_latency_buckets, cm_metrics_latency_nbuckets);
     m.event_to_push = cm_metrics_histogram(r, "pusher_event_to_push_seconds",
-                                           "Time from the change's stream entry to its push answered 200", NULL,
-                                           cm_metrics_latency_buckets, cm_metrics_latency_nbuckets);
+                                           "Time from the change's stream entry to its push answered 200",
+                                           NULL, cm_metrics_latency_buckets, cm_metrics_latency_nbuckets);
     m.items = cm_metrics_counter(r, "pusher_items_total", "Stream entries handled, by stream and result",
                                  "stream,result");
     m.chunks = cm_metrics_counter(r, "pusher_fanout_chunks_written_total", "pk:fanout chunks written", NULL);
     m.removed = cm_metrics_counter(r, "pusher_registrations_removed_total",
                                    "Device registrations removed after a dead-token answer", NULL);
-    m.pending = cm_metrics_gauge(r, "pusher_group_pending", "Entries delivered to the group and not acknowledged",
-                                 "stream");
-    m.lag = cm_metrics_gauge(r, "pusher_group_lag", "Entries not yet delivered to the group (-1 unknown)", "stream");
-    m.trimmed = cm_metrics_counter(r, "pusher_stream_trimmed_total", "Acknowledged entries trimmed from the stream",
-                                   "stream");
-    m.conn_open = cm_metrics_gauge(r, "pusher_apns_connections_open", "HTTP/2 connections to APNs open", NULL);
+    m.pending = cm_metrics_gauge(r, "pusher_group_pending",
+                                 "Entries delivered to the group and not acknowledged", "stream");
+    m.lag = cm_metrics_gauge(r, "pusher_group_lag", "Entries not yet delivered to the group (-1 unknown)",
+                             "stream");
+    m.trimmed = cm_metrics_counter(r, "pusher_stream_trimmed_total",
+                                   "Acknowledged entries trimmed from the stream", "stream");
+    m.conn_open =
+        cm_metrics_gauge(r, "pusher_apns_connections_open", "HTTP/2 connections to APNs open", NULL);
     m.connects = cm_metrics_counter(r, "pusher_apns_connects_total", "APNs connections established", NULL);
-    m.connect_failures =
-        cm_metrics_counter(r, "pusher_apns_connect_failures_total", "APNs connection attempts that failed", NULL);
+    m.connect_failures = cm_metrics_counter(r, "pusher_apns_connect_failures_total",
+                                            "APNs connection attempts that failed", NULL);
     m.goaways = cm_metrics_counter(r, "pusher_apns_goaways_total", "GOAWAY frames received from APNs", NULL);
     m.pings = cm_metrics_counter(r, "pusher_apns_pings_total", "Idle-connection PINGs sent", NULL);
-    m.refused = cm_metrics_counter(r, "pusher_apns_refused_streams_total",
-                                   "Requests APNs never processed (GOAWAY, refused stream), re-sent at once", NULL);
+    m.refused =
+        cm_metrics_counter(r, "pusher_apns_refused_streams_total",
+                           "Requests APNs never processed (GOAWAY, refused stream), re-sent at once", NULL);
     m.redis_errors = cm_metrics_counter(r, "pusher_redis_errors_total", "Redis calls that failed", "call");
 }
 
@@ -96,8 +100,7 @@ static uint64_t id_ms(const char *id)
 }
 
 void pusher_metrics_push_done(const char *ptid, enum pusher_outcome outcome, long status, const char *reason,
-                              uint64_t latency_us,
-                              const char *item_id, const char *origin)
+                              uint64_t latency_us, const char *item_id, const char *origin)
 {
     const char *labels[] = {ptid, outcome_label(outcome, status), reason};
     cm_metric_add(m.pushes, 1, labels);

@@ -67,10 +67,10 @@ static inline uint64_t pusher_now_ms(void)
 
 /* ---- events.c: the streams pk:events and pk:fanout, consumer group "pushers" ---- */
 
-#define PUSHER_STREAM_ID_MAX  48 /* "<ms>-<seq>": two 20-digit numbers and a dash */
-#define PUSHER_EVENT_TYPE_MAX 32
-#define PUSHER_VERSION_MAX    32
-#define PUSHER_FANOUT_CHUNK_MAX 10000      /* devices per pk:fanout entry, the most PUSHER_FANOUT_CHUNK allows */
+#define PUSHER_STREAM_ID_MAX       48 /* "<ms>-<seq>": two 20-digit numbers and a dash */
+#define PUSHER_EVENT_TYPE_MAX      32
+#define PUSHER_VERSION_MAX         32
+#define PUSHER_FANOUT_CHUNK_MAX    10000 /* devices per pk:fanout entry, the most PUSHER_FANOUT_CHUNK allows */
 #define PUSHER_DEADLETTER_MAXLEN_S "100000" /* pk:deadletter keeps about this many entries */
 
 /* The skip reason of events that need no push (pass.created, template.updated): logged at debug. */
@@ -120,12 +120,13 @@ int pusher_events_create_groups(struct redisContext *c, char *err, size_t err_si
 
 /* XREADGROUP GROUP pushers <consumer> COUNT <count> [BLOCK <block_ms>] STREAMS pk:events pk:fanout
  * <starts[0]> <starts[1]>, leaving out a stream whose start is NULL. Starts ">" read new entries
- * (block_ms > 0 blocks); ids re-read this consumer's pending entries after them (block_ms is ignored). Fills events[0..*n); events must hold
- * count * PUSHER_NSTREAMS. While blocking, *blocking_fd holds the socket so a signal handler can
- * shutdown() it; it is -1 otherwise. Free the entries with pusher_events_clear. */
-int pusher_events_read(struct redisContext *c, const char *consumer, const char *const starts[PUSHER_NSTREAMS],
-                       size_t count, long block_ms, volatile sig_atomic_t *blocking_fd, pusher_event_t *events,
-                       size_t *n, char *err, size_t err_size);
+ * (block_ms > 0 blocks); ids re-read this consumer's pending entries after them (block_ms is ignored). Fills
+ * events[0..*n); events must hold count * PUSHER_NSTREAMS. While blocking, *blocking_fd holds the socket so a
+ * signal handler can shutdown() it; it is -1 otherwise. Free the entries with pusher_events_clear. */
+int pusher_events_read(struct redisContext *c, const char *consumer,
+                       const char *const starts[PUSHER_NSTREAMS], size_t count, long block_ms,
+                       volatile sig_atomic_t *blocking_fd, pusher_event_t *events, size_t *n, char *err,
+                       size_t err_size);
 
 /* XAUTOCLAIM <stream> pushers <consumer> <min_idle_ms> <cursor> COUNT <count>. cursor is in/out
  * ("0-0" to start; "0-0" again when the scan is complete). Fills events like pusher_events_read. */

@@ -116,8 +116,8 @@ static int split(redisContext *c, pusher_event_t *ev, const redisReply *members,
     ev->acked = 1;
     stats->split++;
     stats->chunks_written += nchunks;
-    CM_LOG(CM_LOG_INFO, "event=fanout_split id=%s ptid=%s serial=%s version=%s devices=%zu chunks=%zu", ev->id,
-           ev->ptid, ev->serial, ev->version, n, nchunks);
+    CM_LOG(CM_LOG_INFO, "event=fanout_split id=%s ptid=%s serial=%s version=%s devices=%zu chunks=%zu",
+           ev->id, ev->ptid, ev->serial, ev->version, n, nchunks);
     return 0;
 }
 
@@ -169,16 +169,18 @@ static int lookup_devices(redisContext *c, pusher_event_t *events, size_t nevent
                 d += *d == ' ';
             }
         } else if (m->type != REDIS_REPLY_ARRAY) {
-            CM_LOG(CM_LOG_ERROR, "event=registrations_unreadable ptid=%s serial=%s call=SMEMBERS error=\"%s\"",
-                   ev->ptid, ev->serial, m->type == REDIS_REPLY_ERROR ? m->str : "not a set");
+            CM_LOG(CM_LOG_ERROR,
+                   "event=registrations_unreadable ptid=%s serial=%s call=SMEMBERS error=\"%s\"", ev->ptid,
+                   ev->serial, m->type == REDIS_REPLY_ERROR ? m->str : "not a set");
         } else if (m->elements > chunk) {
             rc = split(c, ev, m, chunk, stats, err, err_size);
         } else {
             for (size_t j = 0; j < m->elements; j++) {
                 const redisReply *d = m->element[j];
                 if (d->type != REDIS_REPLY_STRING || !cm_id_is_plain(d->str, d->len)) {
-                    CM_LOG(CM_LOG_WARN, "event=registration_invalid ptid=%s serial=%s reason=\"bad device id\"",
-                           ev->ptid, ev->serial);
+                    CM_LOG(CM_LOG_WARN,
+                           "event=registration_invalid ptid=%s serial=%s reason=\"bad device id\"", ev->ptid,
+                           ev->serial);
                     continue;
                 }
                 add_pair(&pairs, &n, &cap, i, d->str, d->len);
@@ -235,9 +237,9 @@ static void append_dli(pusher_push_t *p, const char *dli)
     p->dlis[p->ndlis++] = pusher_xstrdup(dli);
 }
 
-int pusher_regs_lookup(redisContext *c, pusher_event_t *events, const long *topics, size_t nevents, size_t chunk,
-                       pusher_push_t **pushes_out, size_t *npushes_out, pusher_lookup_stats_t *stats, char *err,
-                       size_t err_size)
+int pusher_regs_lookup(redisContext *c, pusher_event_t *events, const long *topics, size_t nevents,
+                       size_t chunk, pusher_push_t **pushes_out, size_t *npushes_out,
+                       pusher_lookup_stats_t *stats, char *err, size_t err_size)
 {
     int rc = -1;
     pair_t *pairs = NULL;
