@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Stops what scripts/dev-up.sh started (SIGTERM, then waits for each process to exit).
 cd "$(dirname "$0")/.."
-for name in pusher api signer apns redis; do
-  pidfile=.run/$name.pid
+for pidfile in .run/pusher*.pid .run/api.pid .run/signer.pid .run/apns.pid .run/redis.pid; do
   [ -f "$pidfile" ] || continue
   pid=$(cat "$pidfile")
   if kill "$pid" 2>/dev/null; then
