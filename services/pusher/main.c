@@ -93,7 +93,7 @@ static const cm_config_var_t config_vars[] = {
      "how often to trim the streams and refresh the group metrics"},
     {"PUSHER_APNS_CONNECTIONS", CM_CONFIG_INT, "4", 1, 64, 0, &cfg.apns_connections,
      "most HTTP/2 connections per certificate (a second opens only when the first is full)"},
-    {"PUSHER_APNS_PING_S", CM_CONFIG_INT, "60", 1, 3600, 0, &cfg.apns_ping_s,
+    {"PUSHER_APNS_PING_S", CM_CONFIG_INT, "300", 1, 3600, 0, &cfg.apns_ping_s,
      "PING an APNs connection idle this long"},
     {"PUSHER_APNS_TIMEOUT_MS", CM_CONFIG_INT, "30000", 100, 600000, 0, &cfg.apns_timeout_ms,
      "a push unanswered this long counts as a failed attempt and its connection is closed"},
