@@ -298,7 +298,7 @@ class ShutdownAndRestartTest(PusherCase):
     is lost or sent twice. SIGKILL and a restart under the same consumer name: it resumes its own
     pending entries."""
     stack_kwargs = {"start_pusher": False, "apns_args": ["--delay-ms", "100", "--max-streams", "20"],
-                    "pusher_env": {"PUSHER_FANOUT_CHUNK": "100", "PUSHER_APNS_CONNECTIONS": "1",
+                    "pusher_env": {"PUSHER_FANOUT_CHUNK": "100", "PUSHER_APNS_CONNECTIONS": "1", "PUSHER_CHUNKS_PER_READ": "1",
                                    "PUSHER_CLAIM_IDLE_MS": "600000"}}
 
     def test_sigterm_then_sigkill_and_resume(self):
