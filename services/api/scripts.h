@@ -118,7 +118,7 @@
     "local tfiles = {}\n"                                                                                    \
     "if p[2] then\n"                                                                                         \
     "  for _, f in ipairs(redis.call('HKEYS', 'pk:tpl:'..p[2])) do\n"                                        \
-    "    if string.sub(f, 1, 5) == 'file:' then tfiles[#tfiles + 1] = string.sub(f, 6) end\n"               \
+    "    if string.sub(f, 1, 5) == 'file:' then tfiles[#tfiles + 1] = string.sub(f, 6) end\n"                \
     "  end\n"                                                                                                \
     "end\n"                                                                                                  \
     "local fkey = 'pk:passfile:'..ARGV[1]..':'..ARGV[2]\n"                                                   \
@@ -156,16 +156,16 @@
     "if old == ARGV[5] then\n"                                                                               \
     "  return {0, tonumber(cur), tonumber(redis.call('HGET', key, 'lastModified') or '0')}\n"                \
     "end\n"                                                                                                  \
-    "redis.call('HSET', fkey, ARGV[4], ARGV[5])\n" API_LUA_NEXT_VERSION                                      \
-    "return {old and 1 or 2, v, lm}\n"
+    "redis.call('HSET', fkey, ARGV[4], ARGV[5])\n" API_LUA_NEXT_VERSION "return {old and 1 or 2, v, lm}\n"
 
 /* ARGV: ptid, serial, file name. Removes the pass's own file, with a new pass version and its event,
  * atomically. Returns {-404} (no pass), {-410} (no such file), else {1, version, lastModified}. */
 #define API_SCRIPT_DELETE_PASSFILE                                                                           \
     "local key = 'pk:pass:'..ARGV[1]..':'..ARGV[2]\n"                                                        \
     "if redis.call('EXISTS', key) == 0 then return {-404} end\n"                                             \
-    "if redis.call('HDEL', 'pk:passfile:'..ARGV[1]..':'..ARGV[2], ARGV[3]) == 0 then return {-410} end\n"    \
-    API_LUA_NEXT_VERSION "return {1, v, lm}\n"
+    "local fkey = 'pk:passfile:'..ARGV[1]..':'..ARGV[2]\n"                                                   \
+    "if redis.call('HDEL', fkey, ARGV[3]) == 0 then return {-410} end\n" API_LUA_NEXT_VERSION                \
+    "return {1, v, lm}\n"
 
 /* ARGV: max lines kept, then the log lines. */
 #define API_SCRIPT_APPEND_LOGS                                                                               \
