@@ -10,5 +10,8 @@
 void api_admin_put_template(api_op_t *op, h2o_req_t *req);
 void api_admin_write_pass(api_op_t *op, h2o_req_t *req);
 void api_admin_get_pass(api_op_t *op, h2o_req_t *req);
+/* PUT (body = the file's bytes) and DELETE /admin/v1/passes/{ptid}/{serial}/files/{name}; op->file set. */
+void api_admin_put_pass_file(api_op_t *op, h2o_req_t *req);
+void api_admin_delete_pass_file(api_op_t *op, h2o_req_t *req);
 
 #endif

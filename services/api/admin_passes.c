@@ -10,12 +10,18 @@
  * merged over it (RFC 7386: objects merge deeply, null removes a key), without the keys the server
  * owns. PATCH takes a merge patch of the resource {"templateId", "pass"}; a body with neither key is
  * taken as a merge patch of "pass" itself.
+ *
+ * The merged pass.json is checked (common/passjson_check.h) before the server's keys are removed, so
+ * that a malformed webServiceURL the issuer gave is reported too; any problem answers 422 listing all
+ * of them, and nothing is stored.
  */
 #include "admin.h"
 #include "common/httpdate.h"
 #include "common/limits.h"
 #include "common/log.h"
 #include "common/merge.h"
+#include "common/passjson_check.h"
+#include "common/problems.h"
 #include "scripts.h"
 
 #include <hiredis/hiredis.h>
@@ -124,6 +130,23 @@ static void reply_written(h2o_req_t *req, api_op_t *op, int created, long long v
     json_decref(res);
 }
 
+/* Checks the merged pass.json. Returns 0, or replies 422 with every problem and returns -1. */
+static int refused_or_reply(h2o_req_t *req, const api_op_t *op, const json_t *doc)
+{
+    cm_problems_t *problems = cm_problems_new();
+    cm_passjson_check(doc, problems);
+    size_t n = cm_problems_count(problems);
+    if (n > 0) {
+        CM_LOG(CM_LOG_INFO, "event=pass_refused ptid=%s serial=%s problems=%zu", op->ptid, op->serial, n);
+        json_t *body = cm_problems_body(problems, "pass refused");
+        json_object_set_new(body, "templateId", json_string(op->template_id));
+        cm_httpd_send_json(req, 422, body);
+        json_decref(body);
+    }
+    cm_problems_free(problems);
+    return n > 0 ? -1 : 0;
+}
+
 /* 1 when a write would store exactly what is stored (same template, overrides and merged pass.json). */
 static int is_unchanged(const char *stored_tid, const char *stored_overrides, const char *stored_doc,
                         const char *template_id, const json_t *overrides, const json_t *doc)
@@ -228,6 +251,8 @@ static void on_context(redisReply *reply, void *data)
         new_auth_token(op->presented_token, 33);
     json_object_del(pass, "authenticationToken");
     doc = cm_json_merge_patch(tpl, pass);
+    if (refused_or_reply(req, op, doc) != 0)
+        goto out;
     for (size_t i = 0; i < sizeof(server_keys) / sizeof(server_keys[0]); i++)
         json_object_del(doc, server_keys[i]);
     overrides_s = json_dumps(pass, JSON_COMPACT);
@@ -300,12 +325,21 @@ static void on_read(redisReply *reply, void *data)
     h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_ARRAY, -1);
     if (req == NULL)
         goto out;
-    if (reply->elements != 2) {
+    if (reply->elements != 3) {
         cm_httpd_send_error(req, 404, "no pass %s/%s", op->ptid, op->serial);
         goto out;
     }
     json_t *res = json_pack("{s:s,s:s,s:I}", "passTypeIdentifier", op->ptid, "serialNumber", op->serial,
                             "registeredDevices", (json_int_t)reply->element[1]->integer);
+    json_t *files = json_array();
+    for (size_t i = 0; i < reply->element[2]->elements; i++) {
+        const redisReply *f = reply->element[2]->element[i];
+        /* names were checked when they were stored; a JSON string refuses anything else */
+        json_t *name = f->type == REDIS_REPLY_STRING ? json_stringn(f->str, f->len) : NULL;
+        if (name != NULL)
+            json_array_append_new(files, name);
+    }
+    json_object_set_new(res, "files", files);
     redisReply *h = reply->element[0];
     for (size_t i = 0; i + 1 < h->elements; i += 2) {
         const char *k = h->element[i]->str, *v = h->element[i + 1]->str;

@@ -29,6 +29,7 @@ struct api_op {
     char template_id[CM_ID_MAX + 1];
     char presented_token[CM_AUTH_TOKEN_MAX + 1]; /* from Authorization: ApplePass <token> */
     char push_token[CM_PUSH_TOKEN_MAX + 1];
+    char file[256];       /* a pass's own file: its path inside the bundle ("fr.lproj/logo.png") */
     long long version;    /* the pass's version, read by api_pass_authorize */
     time_t last_modified; /* the pass's Last-Modified second */
     api_op_step_fn next;  /* continuation after api_pass_authorize */

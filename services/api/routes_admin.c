@@ -7,17 +7,47 @@
  * replaced PATCH /admin/v1/passes/{ptid}/{serial}             JSON merge patch               200, 404 unknown
  *   GET   /admin/v1/passes/{ptid}/{serial}             stored state + device count    200, 404
  *   GET   /admin/v1/passes/{ptid}/{serial}/pkpass      the signed bundle              200, 404, 503
+ *   PUT   /admin/v1/passes/{ptid}/{serial}/files/{name} body: the file's bytes      201 new, 200 replaced
+ *   DELETE /admin/v1/passes/{ptid}/{serial}/files/{name}                             200, 404
+ * ({name} is one segment, "strip@2x.png", or two, "fr.lproj/logo.png".)
+ * Uploads that Wallet would refuse get 422 with every problem (see the README).
  */
 #include "app.h"
 #include "admin.h"
+#include "common/bundle_zip.h"
 #include "common/path.h"
 #include "request.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static int method_is(h2o_req_t *req, const char *m)
 {
     return h2o_memis(req->method.base, req->method.len, m, strlen(m));
+}
+
+/* /admin/v1/passes/{ptid}/{serial}/files/{name}: op has the identifiers; takes it. */
+static int on_pass_file(api_op_t *op, h2o_req_t *req, const cm_path_t *path)
+{
+    int n = path->count == 7 ? snprintf(op->file, sizeof(op->file), "%s", path->seg[6])
+                             : snprintf(op->file, sizeof(op->file), "%s/%s", path->seg[6], path->seg[7]);
+    if (n < 0 || (size_t)n >= sizeof(op->file) || !cm_bundle_name_is_safe(op->file)) {
+        cm_httpd_send_error(
+            req, 400,
+            "file name not allowed (printable ASCII without spaces, no \".\" or \"..\" part, at "
+            "most one folder)");
+        api_op_free(op);
+        return 0;
+    }
+    if (method_is(req, "PUT")) {
+        api_admin_put_pass_file(op, req);
+    } else if (method_is(req, "DELETE")) {
+        api_admin_delete_pass_file(op, req);
+    } else {
+        api_op_free(op);
+        return api_method_not_allowed(req, "PUT, DELETE");
+    }
+    return 0;
 }
 
 static int on_admin(void *data, h2o_req_t *req)
@@ -48,7 +78,8 @@ static int on_admin(void *data, h2o_req_t *req)
         api_admin_put_template(op, req);
         return 0;
     }
-    if ((path.count != 5 && path.count != 6) || !cm_path_is(&path, 2, "passes") ||
+    int is_file = (path.count == 7 || path.count == 8) && cm_path_is(&path, 5, "files");
+    if ((path.count != 5 && path.count != 6 && !is_file) || !cm_path_is(&path, 2, "passes") ||
         (path.count == 6 && !cm_path_is(&path, 5, "pkpass"))) {
         cm_httpd_send_error(req, 404, "no such admin resource (see the README's admin API table)");
         return 0;
@@ -66,6 +97,8 @@ static int on_admin(void *data, h2o_req_t *req)
         api_op_free(op);
         return 0;
     }
+    if (is_file)
+        return on_pass_file(op, req, &path);
     if (path.count == 6) {
         if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
             api_op_free(op);

@@ -100,11 +100,72 @@
     "           'revision', revs)\n"                                                                         \
     "return {existed, rev}\n"
 
-/* ARGV: ptid, serial. Returns {} when unknown, else {the pass hash as a flat list, device count}. */
+/* ARGV: ptid, serial. Returns {} when unknown, else {the pass hash as a flat list, device count, the
+ * names of the pass's own files, sorted}. */
 #define API_SCRIPT_READ_PASS                                                                                 \
     "local h = redis.call('HGETALL', 'pk:pass:'..ARGV[1]..':'..ARGV[2])\n"                                   \
     "if #h == 0 then return {} end\n"                                                                        \
-    "return {h, redis.call('SCARD', 'pk:regs:'..ARGV[1]..':'..ARGV[2])}\n"
+    "local own = redis.call('HKEYS', 'pk:passfile:'..ARGV[1]..':'..ARGV[2])\n"                               \
+    "table.sort(own)\n"                                                                                      \
+    "return {h, redis.call('SCARD', 'pk:regs:'..ARGV[1]..':'..ARGV[2]), own}\n"
+
+/* ARGV: ptid, serial, file name. Returns {} when the pass is unknown, else {version, the names of the
+ * template's files, the names of the pass's own files, the bytes of the pass's own files other than
+ * this name}. */
+#define API_SCRIPT_PASSFILE_CONTEXT                                                                          \
+    "local p = redis.call('HMGET', 'pk:pass:'..ARGV[1]..':'..ARGV[2], 'version', 'templateId')\n"            \
+    "if not p[1] then return {} end\n"                                                                       \
+    "local tfiles = {}\n"                                                                                    \
+    "if p[2] then\n"                                                                                         \
+    "  for _, f in ipairs(redis.call('HKEYS', 'pk:tpl:'..p[2])) do\n"                                        \
+    "    if string.sub(f, 1, 5) == 'file:' then tfiles[#tfiles + 1] = string.sub(f, 6) end\n"                \
+    "  end\n"                                                                                                \
+    "end\n"                                                                                                  \
+    "local fkey = 'pk:passfile:'..ARGV[1]..':'..ARGV[2]\n"                                                   \
+    "local own, bytes = redis.call('HKEYS', fkey), 0\n"                                                      \
+    "for _, n in ipairs(own) do\n"                                                                           \
+    "  if n ~= ARGV[3] then bytes = bytes + redis.call('HSTRLEN', fkey, n) end\n"                            \
+    "end\n"                                                                                                  \
+    "return {p[1], tfiles, own, bytes}\n"
+
+/* Lua fragment for the file scripts: with `key` the pass's hash, takes the next pk:seq value as the
+ * pass's version and a strictly later Last-Modified second, and appends a pass.updated event, as
+ * API_SCRIPT_WRITE_PASS does. Leaves `v` and `lm` (numbers). */
+#define API_LUA_NEXT_VERSION                                                                                 \
+    "local v = redis.call('INCR', 'pk:seq')\n"                                                               \
+    "local now = tonumber(redis.call('TIME')[1])\n"                                                          \
+    "local prev = tonumber(redis.call('HGET', key, 'lastModified') or '0')\n"                                \
+    "local lm = now\n"                                                                                       \
+    "if lm <= prev then lm = prev + 1 end\n"                                                                 \
+    "local vs = string.format('%d', v)\n"                                                                    \
+    "redis.call('HSET', key, 'version', vs, 'lastModified', string.format('%d', lm))\n"                      \
+    "redis.call('XADD', 'pk:events', '*', 'type', 'pass.updated', 'passTypeIdentifier', ARGV[1],\n"          \
+    "           'serialNumber', ARGV[2], 'version', vs)\n"
+
+/* ARGV: ptid, serial, expected version, file name, bytes. Stores the pass's own file, with a new pass
+ * version and its event, atomically. Returns {-404} (no pass), {-409} (the version moved meanwhile:
+ * the caller checks again), {0, version, lastModified} when the pass already had these very bytes
+ * under that name (nothing changes, no event), else {1 (replaced) | 2 (new), version, lastModified}. */
+#define API_SCRIPT_WRITE_PASSFILE                                                                            \
+    "local key = 'pk:pass:'..ARGV[1]..':'..ARGV[2]\n"                                                        \
+    "local cur = redis.call('HGET', key, 'version')\n"                                                       \
+    "if not cur then return {-404} end\n"                                                                    \
+    "if cur ~= ARGV[3] then return {-409} end\n"                                                             \
+    "local fkey = 'pk:passfile:'..ARGV[1]..':'..ARGV[2]\n"                                                   \
+    "local old = redis.call('HGET', fkey, ARGV[4])\n"                                                        \
+    "if old == ARGV[5] then\n"                                                                               \
+    "  return {0, tonumber(cur), tonumber(redis.call('HGET', key, 'lastModified') or '0')}\n"                \
+    "end\n"                                                                                                  \
+    "redis.call('HSET', fkey, ARGV[4], ARGV[5])\n" API_LUA_NEXT_VERSION "return {old and 1 or 2, v, lm}\n"
+
+/* ARGV: ptid, serial, file name. Removes the pass's own file, with a new pass version and its event,
+ * atomically. Returns {-404} (no pass), {-410} (no such file), else {1, version, lastModified}. */
+#define API_SCRIPT_DELETE_PASSFILE                                                                           \
+    "local key = 'pk:pass:'..ARGV[1]..':'..ARGV[2]\n"                                                        \
+    "if redis.call('EXISTS', key) == 0 then return {-404} end\n"                                             \
+    "local fkey = 'pk:passfile:'..ARGV[1]..':'..ARGV[2]\n"                                                   \
+    "if redis.call('HDEL', fkey, ARGV[3]) == 0 then return {-410} end\n" API_LUA_NEXT_VERSION                \
+    "return {1, v, lm}\n"
 
 /* ARGV: max lines kept, then the log lines. */
 #define API_SCRIPT_APPEND_LOGS                                                                               \

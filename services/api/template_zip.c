@@ -1,5 +1,6 @@
 /* Uploaded pass models, read with libzip from memory; see template_zip.h. */
 #include "template_zip.h"
+#include "common/bundle_files.h"
 #include "common/bundle_zip.h"
 
 #include <jansson.h>
@@ -38,13 +39,11 @@ static json_t *error_new(const char *file, const char *fmt, ...)
     return e;
 }
 
-static int is_ignored(const char *name)
+/* Directory entries carry no file. */
+static int is_directory(const char *name)
 {
     size_t n = strlen(name);
-    const char *base = strrchr(name, '/');
-    base = base != NULL ? base + 1 : name;
-    return n == 0 || name[n - 1] == '/' || strncmp(name, "__MACOSX/", 9) == 0 ||
-           strcmp(base, ".DS_Store") == 0;
+    return n == 0 || name[n - 1] == '/';
 }
 
 static int is_safe_name(const char *name)
@@ -55,14 +54,15 @@ static int is_safe_name(const char *name)
     return slash == NULL || strchr(slash + 1, '/') == NULL;
 }
 
-/* The folder every entry shares ("Event.pass/"), or 0 when pass.json is at the root or entries differ. */
-static size_t common_folder(zip_t *za, zip_int64_t entries)
+/* The folder every entry but the junk shares ("Event.pass/", copied into prefix), or 0 when pass.json is
+ * at the root or entries differ. */
+static size_t common_folder(zip_t *za, zip_int64_t entries, char *prefix, size_t prefix_size)
 {
     const char *first = NULL;
     size_t plen = 0;
     for (zip_int64_t i = 0; i < entries; i++) {
         const char *name = zip_get_name(za, (zip_uint64_t)i, ZIP_FL_ENC_RAW);
-        if (name == NULL || strncmp(name, "__MACOSX/", 9) == 0)
+        if (name == NULL || cm_bundle_files_is_junk(name))
             continue;
         if (strcmp(name, "pass.json") == 0)
             return 0;
@@ -76,7 +76,11 @@ static size_t common_folder(zip_t *za, zip_int64_t entries)
             return 0;
         }
     }
-    return first != NULL ? plen : 0;
+    if (first == NULL || plen >= prefix_size)
+        return 0;
+    memcpy(prefix, first, plen);
+    prefix[plen] = '\0';
+    return plen;
 }
 
 static const api_template_file_t *find(const api_template_t *t, const char *name)
@@ -108,7 +112,8 @@ int api_template_from_zip(const void *zip, size_t len, api_template_t *out, json
         goto out;
     }
     zip_int64_t entries = zip_get_num_entries(za, 0);
-    size_t strip = common_folder(za, entries);
+    char folder[256];
+    size_t strip = common_folder(za, entries, folder, sizeof(folder));
     for (zip_int64_t i = 0; i < entries; i++) {
         zip_stat_t st;
         if (zip_stat_index(za, (zip_uint64_t)i, ZIP_FL_ENC_RAW, &st) != 0 || !(st.valid & ZIP_STAT_NAME) ||
@@ -116,11 +121,25 @@ int api_template_from_zip(const void *zip, size_t len, api_template_t *out, json
             err = error_new(NULL, "zip entry %lld cannot be read", (long long)i);
             goto out;
         }
-        if (is_ignored(st.name))
+        if (is_directory(st.name))
             continue;
-        const char *name = st.name + (strlen(st.name) > strip ? strip : 0);
-        if (strcmp(name, "manifest.json") == 0 || strcmp(name, "signature") == 0)
+        /* junk outside the folder ("__MACOSX/Event.pass/._icon.png") keeps its whole name */
+        const char *name = st.name + (strip > 0 && strncmp(st.name, folder, strip) == 0 ? strip : 0);
+        if (cm_bundle_files_is_junk(st.name)) {
+            if (out->ignored_count == API_TEMPLATE_MAX_IGNORED) {
+                err = error_new(NULL,
+                                "the zip holds more than %d files that do not belong in a pass (.DS_Store, "
+                                "Thumbs.db, ._*, __MACOSX/)",
+                                API_TEMPLATE_MAX_IGNORED);
+                goto out;
+            }
+            char *copy = strdup(name);
+            if (copy == NULL)
+                abort();
+            printable(copy);
+            out->ignored[out->ignored_count++] = copy;
             continue;
+        }
         if (!is_safe_name(name)) {
             err = error_new(st.name,
                             "file name \"%s\" is not allowed (printable ASCII without spaces, relative, no "
@@ -169,10 +188,6 @@ int api_template_from_zip(const void *zip, size_t len, api_template_t *out, json
      * make archives that cannot be unpacked everywhere: refuse them. */
     for (size_t i = 0; i < out->count; i++) {
         const char *a = out->files[i].name;
-        if (strcasecmp(a, "manifest.json") == 0 || strcasecmp(a, "signature") == 0) {
-            err = error_new(a, "file name \"%s\" is reserved for the signed bundle", a);
-            goto out;
-        }
         for (size_t j = 0; j < out->count; j++) {
             const char *b = out->files[j].name;
             size_t al = strlen(a);
@@ -187,32 +202,20 @@ int api_template_from_zip(const void *zip, size_t len, api_template_t *out, json
         }
     }
     const api_template_file_t *pass = find(out, "pass.json");
-    if (pass == NULL) {
-        err = error_new("pass.json", "the pass model has no pass.json");
-        goto out;
-    }
-    json_error_t jerr;
-    json_t *doc = json_loadb(pass->data, pass->len, JSON_REJECT_DUPLICATES, &jerr);
-    if (doc == NULL) {
-        /* jansson reports a trailing comma as a missing string before the closing bracket. */
-        int trailing_comma =
-            strstr(jerr.text, "expected near '}'") != NULL || strstr(jerr.text, "expected near ']'");
-        err = error_new("pass.json", "pass.json is not valid JSON: %s at line %d, column %d%s", jerr.text,
-                        jerr.line, jerr.column,
-                        trailing_comma ? " (is there a trailing comma before it?)" : "");
-        json_object_set_new(err, "line", json_integer(jerr.line));
-        json_object_set_new(err, "column", json_integer(jerr.column));
-        goto out;
-    }
-    int is_object = json_is_object(doc);
-    json_decref(doc);
-    if (!is_object) {
-        err = error_new("pass.json", "pass.json must be a JSON object");
-        goto out;
-    }
-    if (find(out, "icon.png") == NULL) {
-        err = error_new("icon.png", "the pass model has no icon.png (Wallet refuses a pass without one)");
-        goto out;
+    if (pass != NULL) {
+        json_error_t jerr;
+        out->pass_json = json_loadb(pass->data, pass->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+        if (out->pass_json == NULL) {
+            /* jansson reports a trailing comma as a missing string before the closing bracket. */
+            int trailing_comma =
+                strstr(jerr.text, "expected near '}'") != NULL || strstr(jerr.text, "expected near ']'");
+            err = error_new("pass.json", "pass.json is not valid JSON: %s at line %d, column %d%s", jerr.text,
+                            jerr.line, jerr.column,
+                            trailing_comma ? " (is there a trailing comma before it?)" : "");
+            json_object_set_new(err, "line", json_integer(jerr.line));
+            json_object_set_new(err, "column", json_integer(jerr.column));
+            goto out;
+        }
     }
 out:
     if (zf != NULL)
@@ -234,5 +237,10 @@ void api_template_dispose(api_template_t *t)
         free(t->files[i].name);
         free(t->files[i].data);
     }
+    for (size_t i = 0; i < t->ignored_count; i++)
+        free(t->ignored[i]);
+    json_decref(t->pass_json);
+    t->pass_json = NULL;
     t->count = 0;
+    t->ignored_count = 0;
 }

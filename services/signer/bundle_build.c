@@ -5,6 +5,9 @@
  * issuer can never point a pass at another web service, team or token. Every input that shapes the
  * bytes (doc, template files in name order, lastModified as the entries' mtime) is fixed by the pass
  * version and template revision, so two builds differ only in the signature's signingTime.
+ *
+ * The pass's own files (per-pass images) replace the template's files of the same name; the rest of
+ * the template follows, then the pass's own files, each group in name order.
  */
 #include "signer.h"
 
@@ -50,6 +53,15 @@ out:
     return text;
 }
 
+/* 1 when the pass has a file of its own by that name. */
+static int is_own(const signer_bundle_input_t *in, const char *name)
+{
+    for (size_t i = 0; i < in->own_file_count; i++)
+        if (strcmp(in->own_files[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
 int signer_bundle_build(const signer_bundle_input_t *in, unsigned char **out, size_t *out_len, char *err,
                         size_t err_size)
 {
@@ -57,8 +69,8 @@ int signer_bundle_build(const signer_bundle_input_t *in, unsigned char **out, si
     char *pass_json = NULL, *manifest = NULL;
     unsigned char *signature = NULL;
     size_t manifest_len = 0, signature_len = 0;
-    /* pass.json + the template's files + manifest.json + signature */
-    cm_file_t *files = calloc(in->file_count + 3, sizeof(*files));
+    /* pass.json + the template's files + the pass's own + manifest.json + signature */
+    cm_file_t *files = calloc(in->file_count + in->own_file_count + 3, sizeof(*files));
     if (files == NULL)
         abort();
     size_t n = 0;
@@ -69,10 +81,19 @@ int signer_bundle_build(const signer_bundle_input_t *in, unsigned char **out, si
     files[n++] = (cm_file_t){PASS_JSON, (const unsigned char *)pass_json, strlen(pass_json)};
     for (size_t i = 0; i < in->file_count; i++) {
         const cm_file_t *f = &in->files[i];
-        if (strcmp(f->name, PASS_JSON) == 0 || cm_manifest_is_reserved(f->name))
+        if (strcmp(f->name, PASS_JSON) == 0 || cm_manifest_is_reserved(f->name) || is_own(in, f->name))
             continue;
         if (!cm_bundle_name_is_safe(f->name)) {
             snprintf(err, err_size, "template file name '%.80s' is not a safe bundle path", f->name);
+            goto out;
+        }
+        files[n++] = *f;
+    }
+    for (size_t i = 0; i < in->own_file_count; i++) {
+        const cm_file_t *f = &in->own_files[i];
+        if (strcmp(f->name, PASS_JSON) == 0 || cm_manifest_is_reserved(f->name) ||
+            !cm_bundle_name_is_safe(f->name)) {
+            snprintf(err, err_size, "pass file name '%.80s' is not allowed in a bundle", f->name);
             goto out;
         }
         files[n++] = *f;

@@ -3,7 +3,9 @@
  *
  * Order: the pass (404 when absent), the certificate, the template's revision, then the cache entry
  * pk:bundle:{ptid}:{serial}, a hit when its id is {version}:{templateRev}:{signing tag}. A hit answers
- * without reading the template files or signing. On a miss the whole template is read in one HGETALL; its
+ * without reading the template files or signing. (The pass's own files, pk:passfile, need no part of
+ * the id: writing one gives the pass a new version.) On a miss the whole template is read in one HGETALL,
+ * then the pass's own files in another; the template's
  * "@rev" comes with the files, so when the template changed since the first read the bundle is cached under
  * the revision it was really built from. A failed cache write is logged and the bundle is served anyway.
  */
@@ -64,11 +66,12 @@ void signer_bundle_fetch(const signer_app_t *app, const char *ptid, const char *
                          signer_fetch_result_t *res)
 {
     signer_pass_record_t pass;
-    signer_template_t tpl;
+    signer_template_t tpl, own;
     char rev[24], key[CM_KEY_MAX], id[96], tag[17];
     memset(res, 0, sizeof(*res));
     memset(&pass, 0, sizeof(pass));
     memset(&tpl, 0, sizeof(tpl));
+    memset(&own, 0, sizeof(own));
     signer_store_t *store = signer_store_for_thread(&app->redis);
     int rc = signer_store_read_pass(store, ptid, serial, &pass, res->err, sizeof(res->err));
     if (rc != 0)
@@ -104,6 +107,9 @@ void signer_bundle_fetch(const signer_app_t *app, const char *ptid, const char *
     rc = template_gone_is_data_error(rc, &pass, ptid, serial, res);
     if (rc != 0)
         goto out;
+    rc = signer_store_read_pass_files(store, ptid, serial, &own, res->err, sizeof(res->err));
+    if (rc != 0)
+        goto out;
     signer_bundle_input_t in = {
         .pass_type_id = ptid,
         .serial = serial,
@@ -114,6 +120,8 @@ void signer_bundle_fetch(const signer_app_t *app, const char *ptid, const char *
         .last_modified = res->last_modified,
         .files = tpl.files,
         .file_count = tpl.count,
+        .own_files = own.files,
+        .own_file_count = own.count,
         .identity = identity,
         .wwdr = cm_certs_wwdr(app->certs),
     };
@@ -132,6 +140,7 @@ out:
     res->rc = rc;
     if (rc != 0)
         signer_fetch_result_dispose(res);
+    signer_template_dispose(&own);
     signer_template_dispose(&tpl);
     signer_pass_record_dispose(&pass);
 }

@@ -113,6 +113,8 @@ typedef struct signer_bundle_input {
     time_t last_modified;   /* also the archive entries' mtime, so rebuilds are identical */
     const cm_file_t *files; /* the template's files; pass.json, manifest.json, signature skipped */
     size_t file_count;
+    const cm_file_t *own_files; /* the pass's own files, each replacing the template's file of its name */
+    size_t own_file_count;
     const cm_pass_identity_t *identity;
     struct x509_st *wwdr;
 } signer_bundle_input_t;
@@ -172,6 +174,12 @@ typedef struct signer_template {
 int signer_store_read_template(signer_store_t *s, const char *template_id, signer_template_t *out, char *err,
                                size_t err_size);
 void signer_template_dispose(signer_template_t *tpl);
+
+/* Reads the pass's own files, pk:passfile:{ptid}:{serial} (name -> bytes), into out (rev unused; files
+ * sorted by name; none is 0 files). 0, SIGNER_ERR_REDIS, SIGNER_ERR_DATA (over CM_PASS_MAX_FILES or
+ * CM_PASS_FILES_MAX_BYTES, a name holding a NUL). Release with signer_template_dispose. */
+int signer_store_read_pass_files(signer_store_t *s, const char *ptid, const char *serial,
+                                 signer_template_t *out, char *err, size_t err_size);
 
 /* The cached bundle of key when its id is id: 0 with *out (malloc'd), SIGNER_ERR_NOT_FOUND on a miss or
  * another id, SIGNER_ERR_REDIS. */

@@ -352,3 +352,51 @@ int signer_store_put_bundle(signer_store_t *s, const char *key, const char *id, 
     freeReplyObject(r);
     return rc;
 }
+
+int signer_store_read_pass_files(signer_store_t *s, const char *ptid, const char *serial,
+                                 signer_template_t *out, char *err, size_t err_size)
+{
+    char key[CM_KEY_MAX];
+    snprintf(key, sizeof(key), CM_KEY_PASSFILE_FMT, ptid, serial);
+    const char *argv[] = {"HGETALL", key};
+    signer_template_t own;
+    memset(&own, 0, sizeof(own));
+    redisReply *r = command(s, 2, argv, NULL, err, err_size);
+    if (r == NULL)
+        return SIGNER_ERR_REDIS;
+    own.reply = r;
+    int rc = SIGNER_ERR_DATA;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
+        snprintf(err, err_size, "redis HGETALL %s: %s", key,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        rc = SIGNER_ERR_INTERNAL;
+        goto out;
+    }
+    if (r->elements / 2 > CM_PASS_MAX_FILES) {
+        snprintf(err, err_size, "%s: more than %d files", key, CM_PASS_MAX_FILES);
+        goto out;
+    }
+    own.files = calloc(r->elements / 2 + 1, sizeof(*own.files));
+    if (own.files == NULL)
+        abort();
+    size_t total = 0;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        redisReply *f = r->element[i], *v = r->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || strlen(f->str) != f->len ||
+            (total += v->len) > CM_PASS_FILES_MAX_BYTES) {
+            snprintf(err, err_size, "%s: a name holding a NUL, or more than %u bytes", key,
+                     CM_PASS_FILES_MAX_BYTES);
+            goto out;
+        }
+        own.files[own.count].name = f->str;
+        own.files[own.count].data = (const unsigned char *)v->str;
+        own.files[own.count].len = v->len;
+        own.count++;
+    }
+    qsort(own.files, own.count, sizeof(*own.files), by_file_name);
+    *out = own;
+    return 0;
+out:
+    signer_template_dispose(&own);
+    return rc;
+}

@@ -11,6 +11,10 @@
  *   pk:pass:{ptid}:{serial}       hash. templateId, overrides (JSON given by the issuer), doc (the merged
  *                                 pass.json, without the keys the server owns), authToken, version,
  *                                 lastModified (Unix seconds, strictly increasing per pass), createdAt.
+ *   pk:passfile:{ptid}:{serial}   hash: the pass's own files, name ("strip@2x.png", "fr.lproj/logo.png") ->
+ *                                 bytes. Each one replaces the template's file of that name in the signed
+ *                                 bundle. Written (with a new pass version and its event) by the api's
+ *                                 PUT/DELETE /admin/v1/passes/{ptid}/{serial}/files/{name}.
  *   pk:regs:{ptid}:{serial}       set of deviceLibraryIdentifiers registered for the pass.
  *   pk:devpasses:{dli}:{ptid}     set of serials of that pass type the device registered.
  *   pk:devtoken:{dli}:{ptid}      string: the device's push token for that pass type (Apple: the token
@@ -49,6 +53,7 @@
 #define CM_EVENTS_GROUP      "pushers"
 #define CM_KEY_TEMPLATE_FMT  "pk:tpl:%s"
 #define CM_KEY_PASS_FMT      "pk:pass:%s:%s"
+#define CM_KEY_PASSFILE_FMT  "pk:passfile:%s:%s"
 #define CM_KEY_REGS_FMT      "pk:regs:%s:%s"
 #define CM_KEY_DEVPASSES_FMT "pk:devpasses:%s:%s"
 #define CM_KEY_DEVTOKEN_FMT  "pk:devtoken:%s:%s"
