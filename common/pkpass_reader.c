@@ -180,9 +180,8 @@ static void check_names(cm_pkpass_report_t *r)
         size_t xl = strlen(x->file.name);
         for (size_t j = i + 1; j < r->count; j++) {
             const struct entry *y = &r->entries[j];
-            if (strcmp(x->file.name, y->file.name) == 0 && x->is_folder == y->is_folder)
-                add_problem(r, F_MALFORMED, "the entry \"%s\" appears twice", printable(x->file.name, a, sizeof(a)));
-            else if (strcasecmp(x->file.name, y->file.name) == 0 && x->is_folder == y->is_folder)
+            /* Exact repeats never get here: libzip refuses to open such an archive (ZIP_ER_EXISTS). */
+            if (strcasecmp(x->file.name, y->file.name) == 0 && x->is_folder == y->is_folder)
                 add_problem(r, F_MALFORMED, "the entries \"%s\" and \"%s\" differ only in case",
                             printable(x->file.name, a, sizeof(a)), printable(y->file.name, b, sizeof(b)));
         }
@@ -216,6 +215,11 @@ static void read_archive(cm_pkpass_report_t *r, const void *data, size_t len, si
         zip_error_fini(&ze);
         zip_error_init(&ze);
         za = zip_open_from_source(src, ZIP_RDONLY, &ze);
+    }
+    if (za == NULL && zip_error_code_zip(&ze) == ZIP_ER_EXISTS) {
+        add_problem(r, F_MALFORMED, "an entry name appears twice in the archive"); /* libzip refuses to open it */
+        zip_source_free(src);
+        goto out;
     }
     if (za == NULL) {
         add_problem(r, F_MALFORMED, "not a ZIP archive (%s)", len == 0 ? "no bytes" : zip_error_strerror(&ze));
