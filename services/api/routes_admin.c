@@ -7,6 +7,7 @@
  * replaced PATCH /admin/v1/passes/{ptid}/{serial}             JSON merge patch               200, 404 unknown
  *   GET   /admin/v1/passes/{ptid}/{serial}             stored state + device count    200, 404
  *   GET   /admin/v1/passes/{ptid}/{serial}/pkpass      the signed bundle              200, 404, 503
+ *   GET   /admin/v1/pkpasses?pass={ptid}/{serial}&...  2 to 10 signed bundles (.pkpasses) 200, 400, 404, 503
  */
 #include "app.h"
 #include "admin.h"
@@ -48,6 +49,8 @@ static int on_admin(void *data, h2o_req_t *req)
         api_admin_put_template(op, req);
         return 0;
     }
+    if (path.count == 3 && cm_path_is(&path, 2, "pkpasses"))
+        return api_admin_get_pkpasses(app, req);
     if ((path.count != 5 && path.count != 6) || !cm_path_is(&path, 2, "passes") ||
         (path.count == 6 && !cm_path_is(&path, 5, "pkpass"))) {
         cm_httpd_send_error(req, 404, "no such admin resource (see the README's admin API table)");
