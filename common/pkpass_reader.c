@@ -205,8 +205,7 @@ static void read_archive(cm_pkpass_report_t *r, const void *data, size_t len, si
     char shown[256];
     zip_error_init(&ze);
     zip_source_t *src = len > 0 ? zip_source_buffer_create(data, len, 0, &ze) : NULL;
-    if (src != NULL)
-        zip_source_keep(src); /* a failed open frees the source; it may be opened a second time */
+    /* A failed zip_open_from_source leaves the source to us, so it can be opened a second time. */
     if (src != NULL && (za = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &ze)) == NULL &&
         zip_error_code_zip(&ze) == ZIP_ER_INCONS) {
         /* Archives Wallet accepts (kinotickets-cinema.pkpass, signed by a real issuer) fail libzip's
@@ -226,7 +225,6 @@ static void read_archive(cm_pkpass_report_t *r, const void *data, size_t len, si
         zip_source_free(src);
         goto out;
     }
-    zip_source_free(src); /* drops our reference: the archive holds its own */
     zip_int64_t n = zip_get_num_entries(za, 0);
     if (n < 0 || (zip_uint64_t)n > max_entries) {
         add_problem(r, F_MALFORMED, "the archive has %lld entries, more than the %zu allowed", (long long)n,

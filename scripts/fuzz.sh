@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 command -v clang >/dev/null || { echo "fuzz.sh needs clang (apt-get install clang)" >&2; exit 1; }
 CC=clang cmake -S . -B build-fuzz -DPASSKIT_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_path fuzz_httpdate fuzz_merge_patch fuzz_template_zip
-for target in path httpdate merge_patch template_zip; do
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_path fuzz_httpdate fuzz_merge_patch fuzz_template_zip fuzz_pkpass_reader fuzz_pkpass_strings
+for target in path httpdate merge_patch template_zip pkpass_reader pkpass_strings; do
   work=build-fuzz/corpus-$target
   mkdir -p "$work"
   cp -n fuzz/corpus/$target/* "$work"/ 2>/dev/null || true
