@@ -1,10 +1,11 @@
 /*
  * Request validation as APNs does it, and the --rule table.
  *
- * standin_rules_check() is a pure function of the request: the first failing check decides
- * the answer, in the order of the table in README.md (method, path, token, duplicate headers,
- * certificate, topic, push type, priority, apns-id, expiration, collapse id, payload), and
- * only a request that passes everything is matched against the --rule table.
+ * Validation is a pure function of the request: the first failing check decides the answer,
+ * in the order of the table in README.md (method, path, token, duplicate headers, certificate,
+ * topic, push type, priority, apns-id, expiration, collapse id, payload). Only a request that
+ * passes everything is matched against the --rule table, and only that match has state: a
+ * counted rule ("*N") gives N answers and is then used up.
  */
 #include "standin.h"
 
@@ -28,12 +29,22 @@ static int bytes_eq(const char *a, size_t a_len, const char *lit)
     return a_len == n && memcmp(a, lit, n) == 0;
 }
 
+static int is_hex_digit(char c)
+{
+    static const unsigned char hex[256] = {
+        ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+        ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+        ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+    };
+    return hex[(unsigned char)c];
+}
+
 static int is_hex_token(const char *s, size_t len)
 {
     if (len == 0 || len % 2 != 0)
         return 0;
     for (size_t i = 0; i < len; i++) {
-        if (!isxdigit((unsigned char)s[i]))
+        if (!is_hex_digit(s[i]))
             return 0;
     }
     return 1;
@@ -120,6 +131,8 @@ static int is_unix_seconds(const char *s, size_t len)
 
 static int is_json_object(const char *body, size_t len)
 {
+    if (len == 2 && body[0] == '{' && body[1] == '}')
+        return 1; /* what Wallet pushes carry: spare the parser */
     json_error_t jerr;
     json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     int ok = doc != NULL && json_is_object(doc);
@@ -130,20 +143,32 @@ static int is_json_object(const char *body, size_t len)
 /* Sets *out and returns 1, so that a failed check reads "return fail(...)". */
 static int fail(standin_verdict_t *out, int status, const char *reason)
 {
+    size_t n = strlen(reason);
+    if (n > STANDIN_MAX_REASON)
+        n = STANDIN_MAX_REASON;
     out->status = status;
-    snprintf(out->reason, sizeof(out->reason), "%s", reason);
+    memcpy(out->reason, reason, n);
+    out->reason[n] = '\0';
     return 1;
 }
 
-static const standin_rule_t *find_rule(const standin_rules_t *rules, const char *token, size_t token_len)
+/* The token's first counted rule with answers left (used up by one), else its last permanent
+ * rule, else NULL. */
+static standin_rule_t *take_rule(standin_rules_t *rules, const char *token, size_t token_len)
 {
-    const standin_rule_t *hit = NULL;
+    standin_rule_t *permanent = NULL;
     for (size_t i = 0; i < rules->n; i++) {
-        const standin_rule_t *r = &rules->items[i];
-        if (strlen(r->token) == token_len && strncasecmp(r->token, token, token_len) == 0)
-            hit = r; /* keep going: the last matching rule wins */
+        standin_rule_t *r = &rules->items[i];
+        if (r->token_len != token_len || strncasecmp(r->token, token, token_len) != 0)
+            continue;
+        if (r->count == 0) {
+            permanent = r; /* keep going: a counted rule goes first, the last permanent one wins */
+        } else if (r->left > 0) {
+            r->left--;
+            return r;
+        }
     }
-    return hit;
+    return permanent;
 }
 
 /* Apple's checks. Returns 1 with *out set when one fails, 0 when the request is valid. */
@@ -205,16 +230,18 @@ static int validate(const standin_request_t *req, standin_verdict_t *out)
     return 0;
 }
 
-void standin_rules_check(const standin_request_t *req, const standin_rules_t *rules, standin_verdict_t *out)
+void standin_rules_check(const standin_request_t *req, standin_rules_t *rules, standin_verdict_t *out,
+                         standin_rule_t **rule)
 {
+    *rule = NULL;
     if (validate(req, out))
         return;
     const char *token = NULL;
     size_t token_len = 0;
     standin_path_token(req->path, req->path_len, &token, &token_len);
-    const standin_rule_t *rule = find_rule(rules, token, token_len);
-    if (rule != NULL)
-        fail(out, rule->status, rule->reason);
+    *rule = rules->n > 0 ? take_rule(rules, token, token_len) : NULL;
+    if (*rule != NULL)
+        fail(out, (*rule)->status, (*rule)->reason);
     else
         fail(out, 200, "");
 }
@@ -224,7 +251,7 @@ int standin_rules_add(standin_rules_t *rules, const char *spec, const char **err
     const char *eq = strchr(spec, '=');
     const char *colon = eq != NULL ? strchr(eq + 1, ':') : NULL;
     if (eq == NULL || colon == NULL) {
-        *err = "expected TOKEN=STATUS:REASON";
+        *err = "expected TOKEN=STATUS:REASON or TOKEN=STATUS:REASON*N";
         return -1;
     }
     size_t token_len = (size_t)(eq - spec);
@@ -248,7 +275,19 @@ int standin_rules_add(standin_rules_t *rules, const char *spec, const char **err
         return -1;
     }
     const char *reason = colon + 1;
-    size_t rlen = strlen(reason);
+    const char *star = strchr(reason, '*');
+    size_t rlen = star != NULL ? (size_t)(star - reason) : strlen(reason);
+    long count = 0;
+    if (star != NULL) {
+        errno = 0;
+        end = NULL;
+        count = strtol(star + 1, &end, 10);
+        if (star[1] < '0' || star[1] > '9' || errno != 0 || *end != '\0' || count < 1 ||
+            count > STANDIN_MAX_COUNT) {
+            *err = "the count after '*' must be 1..1000000";
+            return -1;
+        }
+    }
     if (rlen > STANDIN_MAX_REASON || (rlen == 0 && status != 200)) {
         *err = "REASON must be 1..63 characters (empty only with 200)";
         return -1;
@@ -267,8 +306,10 @@ int standin_rules_add(standin_rules_t *rules, const char *spec, const char **err
     r->token = standin_xcalloc(token_len + 1, 1);
     for (size_t i = 0; i < token_len; i++)
         r->token[i] = (char)tolower((unsigned char)spec[i]);
+    r->token_len = token_len;
     r->status = (int)status;
-    snprintf(r->reason, sizeof(r->reason), "%s", status == 200 ? "" : reason);
+    snprintf(r->reason, sizeof(r->reason), "%.*s", status == 200 ? 0 : (int)rlen, reason);
+    r->count = r->left = count;
     rules->n++;
     return 0;
 }

@@ -5,25 +5,38 @@
  *
  * Usage:
  *   apns-standin --listen HOST:PORT --cert server.pem --key server-key.pem --client-ca chain.pem
- *                --record requests.jsonl [--rule TOKEN=STATUS:REASON ...] [--max-streams N]
- *                [--port-file F]
+ *                --record requests.jsonl [--rule TOKEN=STATUS:REASON[*N] ...] [--max-streams N]
+ *                [--goaway-after N] [--drop-after N] [--delay-ms N] [--batch-us N]
+ *                [--stats-file F] [--log-requests] [--port-file F]
  *
  *   --listen HOST:PORT   address to listen on; PORT 0 picks a free port ([::1]:0 for IPv6)
  *   --cert, --key        the server's TLS certificate (chain) and key, PEM
  *   --client-ca FILE     PEM certificates a client certificate must chain to (required)
- *   --record FILE        every request is appended there as one JSON line, flushed at once
- *   --rule T=S:R         answer status S with reason R for device token T (after validation);
- *                        repeatable, e.g. --rule abcd=410:Unregistered
+ *   --record FILE        every request is appended there as one JSON line (within 5 ms when
+ *                        idle, 50 ms when busy)
+ *   --rule T=S:R[*N]     answer status S with reason R for device token T (after validation),
+ *                        the next N times only with *N; repeatable, e.g. --rule abcd=410:Unregistered
  *   --max-streams N      SETTINGS_MAX_CONCURRENT_STREAMS (default 500, as APNs)
+ *   --goaway-after N     per connection: GOAWAY(NO_ERROR) once N requests were received
+ *   --drop-after N       per connection: close abruptly once N requests were received
+ *   --delay-ms N         answer every request N ms after it was received
+ *   --batch-us N         read a multiplexing client at most every N µs (default 1000; 0: at once)
+ *   --stats-file F       counters as JSON, rewritten every second and at exit
+ *   --log-requests       one event=request log line per answer
  *   --port-file F        once listening, write the bound port to F (tmp file + rename)
  *
  * SIGTERM or SIGINT: GOAWAY to every client, free everything, exit 0. Exit 2 on bad arguments,
- * 1 when setup fails. See README.md for the checks, their order and the record format.
+ * 1 when setup fails. See README.md for the exact semantics, the checks, their order and the
+ * record format.
  *
- * Design: one thread, one poll() loop over the listening socket, a signalfd and every
- * connection (conn.c). Nothing blocks; a handshake must finish within 10 s.
+ * Design: one thread, one ppoll() loop over the listening socket, a signalfd and every
+ * connection (conn.c). Nothing blocks; a handshake must finish within 10 s; delayed answers,
+ * --batch-us holds and the record/stats flushes are deadlines of the same loop, kept in µs
+ * (ppoll). The record buffer is written when ppoll() finds nothing to do, but not more often
+ * than every STANDIN_RECORD_IDLE_MS (a write per wakeup cost as much as the requests), and at
+ * least every STANDIN_RECORD_FLUSH_MS while busy.
  */
-#define _GNU_SOURCE /* accept4 */
+#define _GNU_SOURCE /* accept4, ppoll */
 #include "standin.h"
 #include "common/log.h"
 
@@ -37,6 +50,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_CONNS 1000
@@ -48,7 +62,13 @@ struct options {
     const char *client_ca;
     const char *record;
     const char *port_file;
+    const char *stats_file;
     long max_streams;
+    long goaway_after;
+    long drop_after;
+    long delay_ms;
+    long batch_us;
+    int log_requests;
     standin_rules_t rules;
 };
 
@@ -56,7 +76,23 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: apns-standin --listen HOST:PORT --cert server.pem --key server-key.pem\n"
                "                    --client-ca chain.pem --record requests.jsonl\n"
-               "                    [--rule TOKEN=STATUS:REASON ...] [--max-streams N] [--port-file F]\n");
+               "                    [--rule TOKEN=STATUS:REASON[*N] ...] [--max-streams N]\n"
+               "                    [--goaway-after N] [--drop-after N] [--delay-ms N]\n"
+               "                    [--batch-us N] [--stats-file F] [--log-requests] [--port-file F]\n");
+}
+
+/* Parses a decimal flag value in [min, max] into *out; reports and returns -1 otherwise. */
+static int parse_long(const char *flag, const char *arg, long min, long max, long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno != 0 || end == arg || *end != '\0' || v < min || v > max) {
+        fprintf(stderr, "apns-standin: %s %s: expected %ld..%ld\n", flag, arg, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 /* Parses argv into *o, reporting every bad argument. Returns 0, 1 for --help, or -1. */
@@ -71,14 +107,20 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"rule", required_argument, NULL, 'R'},
         {"max-streams", required_argument, NULL, 'm'},
         {"port-file", required_argument, NULL, 'p'},
+        {"goaway-after", required_argument, NULL, 'g'},
+        {"drop-after", required_argument, NULL, 'd'},
+        {"delay-ms", required_argument, NULL, 'D'},
+        {"batch-us", required_argument, NULL, 'b'},
+        {"stats-file", required_argument, NULL, 's'},
+        {"log-requests", no_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int bad = 0, opt;
     o->max_streams = 500;
+    o->batch_us = 1000;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         const char *err = NULL;
-        char *end = NULL;
         switch (opt) {
         case 'l':
             o->listen = optarg;
@@ -105,12 +147,25 @@ static int parse_args(int argc, char **argv, struct options *o)
             }
             break;
         case 'm':
-            errno = 0;
-            o->max_streams = strtol(optarg, &end, 10);
-            if (errno != 0 || *end != '\0' || o->max_streams < 1 || o->max_streams > 1000000) {
-                fprintf(stderr, "apns-standin: --max-streams %s: expected 1..1000000\n", optarg);
-                bad = 1;
-            }
+            bad |= parse_long("--max-streams", optarg, 1, 1000000, &o->max_streams) != 0;
+            break;
+        case 'g':
+            bad |= parse_long("--goaway-after", optarg, 1, STANDIN_MAX_COUNT, &o->goaway_after) != 0;
+            break;
+        case 'd':
+            bad |= parse_long("--drop-after", optarg, 1, STANDIN_MAX_COUNT, &o->drop_after) != 0;
+            break;
+        case 'D':
+            bad |= parse_long("--delay-ms", optarg, 0, STANDIN_MAX_DELAY_MS, &o->delay_ms) != 0;
+            break;
+        case 'b':
+            bad |= parse_long("--batch-us", optarg, 0, 100000, &o->batch_us) != 0;
+            break;
+        case 's':
+            o->stats_file = optarg;
+            break;
+        case 'L':
+            o->log_requests = 1;
             break;
         case 'h':
             usage(stdout);
@@ -240,7 +295,7 @@ static void peer_name(const struct sockaddr_storage *ss, char *out, size_t size)
 }
 
 /* Accepts every pending connection. Returns 1 when out of descriptors (pause accepting). */
-static int accept_all(int lfd, SSL_CTX *ctx, const standin_server_t *server, standin_conn_t **conns,
+static int accept_all(int lfd, SSL_CTX *ctx, standin_server_t *server, standin_conn_t **conns,
                       size_t *n_conns, unsigned *next_id)
 {
     for (;;) {
@@ -273,6 +328,7 @@ int main(int argc, char **argv)
     cm_log_init("apns-standin", "info");
     int rc = 1;
     struct options o = {0};
+    static standin_stats_t stats;
     SSL_CTX *ctx = NULL;
     int lfd = -1, sfd = -1;
     static standin_conn_t *conns[MAX_CONNS];
@@ -306,28 +362,63 @@ int main(int argc, char **argv)
         goto out;
     if (o.port_file != NULL && write_port_file(o.port_file, port) != 0)
         goto out;
-    standin_server_t server = {.rules = &o.rules, .max_streams = (uint32_t)o.max_streams};
-    standin_log(STANDIN_LOG_INFO,
-                "event=listening listen=\"%s\" port=%u max_streams=%ld rules=%zu record=\"%s\"", o.listen,
-                port, o.max_streams, o.rules.n, o.record);
+    standin_server_t server = {
+        .rules = &o.rules,
+        .stats = &stats,
+        .max_streams = (uint32_t)o.max_streams,
+        .goaway_after = o.goaway_after,
+        .drop_after = o.drop_after,
+        .delay_ms = o.delay_ms,
+        .batch_us = o.batch_us,
+        .log_requests = o.log_requests,
+    };
+    standin_log(
+        STANDIN_LOG_INFO,
+        "event=listening listen=\"%s\" port=%u max_streams=%ld rules=%zu goaway_after=%ld drop_after=%ld "
+        "delay_ms=%ld batch_us=%ld log_requests=%s record=\"%s\" stats_file=\"%s\"",
+        o.listen, port, o.max_streams, o.rules.n, o.goaway_after, o.drop_after, o.delay_ms, o.batch_us,
+        o.log_requests ? "yes" : "no", o.record, o.stats_file != NULL ? o.stats_file : "-");
 
-    int64_t accept_paused_until = 0;
+    int64_t accept_paused_until = 0, last_flush = 0, next_stats = 0;
     for (;;) {
-        int64_t now = standin_mono_ms(), wake = now + 1000;
+        int64_t now_us = standin_mono_us(), now = now_us / 1000, wake = now + 1000;
         size_t n = 0;
+        if (o.stats_file != NULL && now >= next_stats) {
+            standin_stats_write(&stats, o.stats_file);
+            next_stats = now + 1000;
+        }
+        if (o.stats_file != NULL && next_stats < wake)
+            wake = next_stats;
+        if (standin_record_pending() > 0 && now - last_flush >= STANDIN_RECORD_FLUSH_MS) {
+            standin_record_flush();
+            last_flush = now;
+        }
+        if (standin_record_pending() > 0 && last_flush + STANDIN_RECORD_IDLE_MS < wake)
+            wake = last_flush + STANDIN_RECORD_IDLE_MS;
         pfds[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
         pfds[n++] = (struct pollfd){.fd = now >= accept_paused_until ? lfd : -1, .events = POLLIN};
-        for (size_t i = 0; i < n_conns; i++) {
-            pfds[n++] =
-                (struct pollfd){.fd = standin_conn_fd(conns[i]), .events = standin_conn_events(conns[i])};
-            int64_t d = standin_conn_deadline(conns[i]);
-            if (d != 0 && d < wake)
-                wake = d;
-        }
         if (accept_paused_until > now && accept_paused_until < wake)
             wake = accept_paused_until;
-        int timeout = wake > now ? (int)(wake - now) : 0;
-        if (poll(pfds, n, timeout) < 0) {
+        int64_t wake_us = wake * 1000;
+        for (size_t i = 0; i < n_conns; i++) {
+            pfds[n++] = (struct pollfd){.fd = standin_conn_fd(conns[i]),
+                                        .events = standin_conn_events(conns[i], now_us)};
+            int64_t d = standin_conn_deadline(conns[i]), hold = standin_conn_hold_until(conns[i]);
+            if (d != 0 && d * 1000 < wake_us)
+                wake_us = d * 1000;
+            if (hold > now_us && hold < wake_us)
+                wake_us = hold;
+        }
+        int64_t wait_us = wake_us > now_us ? wake_us - now_us : 0;
+        struct timespec timeout = {.tv_sec = wait_us / 1000000, .tv_nsec = (wait_us % 1000000) * 1000};
+        int ready = ppoll(pfds, n, &timeout, NULL);
+        /* Nothing to do, and the last flush is STANDIN_RECORD_IDLE_MS old: records go out. */
+        if (ready == 0 && standin_record_pending() > 0 &&
+            standin_mono_ms() - last_flush >= STANDIN_RECORD_IDLE_MS) {
+            standin_record_flush();
+            last_flush = standin_mono_ms();
+        }
+        if (ready < 0) {
             if (errno == EINTR)
                 continue;
             standin_log(STANDIN_LOG_ERROR, "event=poll_failed err=\"%s\"", strerror(errno));
@@ -349,11 +440,8 @@ int main(int argc, char **argv)
             standin_conn_t *c = conns[i];
             short rev = pfds[i + 2].revents;
             int64_t d = standin_conn_deadline(c);
-            if (d != 0 && now >= d) {
-                standin_conn_free(c, "handshake_timeout");
-                continue;
-            }
-            if (rev != 0 && standin_conn_io(c, rev) != 0) {
+            if ((d != 0 && now >= d && standin_conn_timer(c, now) != 0) ||
+                (rev != 0 && standin_conn_io(c, rev) != 0)) {
                 standin_conn_free(c, NULL);
                 continue;
             }
@@ -375,6 +463,8 @@ out:
         close(sfd);
     SSL_CTX_free(ctx);
     standin_record_close();
+    if (o.stats_file != NULL && rc == 0 && standin_stats_write(&stats, o.stats_file) != 0)
+        rc = 1;
     standin_rules_dispose(&o.rules);
     return rc;
 }

@@ -111,6 +111,11 @@ def curl(st, certs, path, headers=(), data=None, method=None, cert=TOPIC, extra=
 def curl_checks(st, certs):
     base = [f"apns-topic: {TOPIC}"]
     rc, code, hdrs, body = curl(st, certs, "/3/device/abcdef", base, b"{}")
+    t_answer = time.monotonic()
+    while os.path.getsize(st.record) == 0 and time.monotonic() - t_answer < 5:
+        time.sleep(0.002)
+    waited = time.monotonic() - t_answer
+    check("the record is in the file within 100 ms of the answer", waited < 0.1, f"{waited:.3f} s")
     check("200 for a valid push", (rc, code, body) == (0, 200, ""), f"{rc} {code} {body!r}")
     apns_id = hdrs.get("apns-id", "")
     check("generated apns-id is a lower-case UUID", len(apns_id) == 36 and apns_id == apns_id.lower()
@@ -268,7 +273,9 @@ class H2:
         self.ended = set()     # streams the server ended (END_STREAM)
         self.bodies = {}       # stream id -> DATA bytes
         self.resets = {}       # stream id -> RST_STREAM code
-        self.goaway = None
+        self.goaway = None     # GOAWAY error code
+        self.goaway_last = None  # GOAWAY last_stream_id
+        self.ended_at = {}     # stream id -> time.monotonic() of END_STREAM
         self.last_sid = -1
         if preface:
             self.send(PREFACE + frame(SETTINGS, 0, 0))
@@ -314,8 +321,10 @@ class H2:
             self.resets[sid] = int.from_bytes(payload, "big")
         elif ftype == GOAWAY:
             self.goaway = int.from_bytes(payload[4:8], "big")
+            self.goaway_last = int.from_bytes(payload[0:4], "big") & 0x7FFFFFFF
         if ftype in (DATA, HEADERS) and flags & 1:
             self.ended.add(sid)
+            self.ended_at[sid] = time.monotonic()
         return ftype, flags, sid, payload
 
     def until(self, cond, timeout=10):
@@ -495,6 +504,211 @@ def h2_checks(st, certs):
     return c  # left open for the shutdown check
 
 
+# ---- failure modes: counted rules, --goaway-after, --drop-after, --delay-ms, --stats-file ------
+
+def open_requests(c, n, path="/3/device/abcdef"):
+    """Opens n complete requests with one write; returns their stream ids."""
+    ids = [c.sid() for _ in range(n)]
+    c.send(b"".join(frame(HEADERS, 0x4, sid, hpack(request_headers(path))) + frame(DATA, 0x1, sid, b"{}")
+                    for sid in ids))
+    return ids
+
+
+def one_by_one(c, st, path, n, topic=TOPIC):
+    """Sends n requests one after the other (each waits for its answer); returns the statuses."""
+    out = []
+    for _ in range(n):
+        sid = c.sid()
+        c.post(sid, path, topic=topic)
+        c.until(lambda: sid in c.ended)
+        rec = st.new_records(1)
+        out.append(rec[0]["status"] if len(rec) == 1 else rec)
+    return out
+
+
+def read_stats(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def log_text(work, name):
+    with open(os.path.join(work, f"{name}.log")) as f:
+        return f.read()
+
+
+def failure_mode_checks(binary, certs, work):
+    stats_file = os.path.join(work, "rules.stats.json")
+    st = Standin(binary, certs, work, "rules", [
+        "--rule", "0c0c=429:TooManyRequests*2",
+        "--rule", "0d0d=503:ServiceUnavailable*1", "--rule", "0d0d=500:InternalServerError*1",
+        "--rule", "0e0e=410:Unregistered", "--rule", "0e0e=429:TooManyRequests*1",
+        "--rule", "0f0f=400:BadDeviceToken", "--rule", "0f0f=410:Unregistered",
+        "--rule", "1a1a=200:*1", "--rule", "1a1a=500:InternalServerError",
+        "--stats-file", stats_file, "--log-requests"])
+    try:
+        c = H2(st.port, certs)
+        got = one_by_one(c, st, "/3/device/0c0c", 1, topic=None) + one_by_one(c, st, "/3/device/0c0c", 1)
+        c2 = H2(st.port, certs)
+        got += one_by_one(c2, st, "/3/device/0C0C", 3)
+        check("--rule ...*2: 429 twice, then 200 (invalid requests use nothing; counts span connections)",
+              got == [400, 429, 429, 200, 200], str(got))
+        got = one_by_one(c2, st, "/3/device/0d0d", 4)
+        check("two counted rules of one token: 503, then 500, then 200", got == [503, 500, 200, 200], str(got))
+        got = one_by_one(c2, st, "/3/device/0e0e", 3)
+        check("a permanent rule answers once the counted ones are used up, wherever it stands",
+              got == [429, 410, 410], str(got))
+        got = one_by_one(c2, st, "/3/device/0f0f", 2)
+        check("of two permanent rules the later one wins", got == [410, 410], str(got))
+        got = one_by_one(c2, st, "/3/device/1a1a", 3)
+        check("a counted 200 (empty reason) then a permanent 500", got == [200, 500, 500], str(got))
+        deadline = time.time() + 2.5
+        while time.time() < deadline and (read_stats(stats_file) or {}).get("requests") != 17:
+            time.sleep(0.05)
+        s = read_stats(stats_file)
+        check("--stats-file is rewritten while running", s is not None and s.get("requests") == 17, str(s))
+        c.close()
+        c2.close()
+        time.sleep(0.3)
+    finally:
+        rc = st.stop()
+    want = {"requests": 17, "answered_by_status": {"200": 5, "400": 1, "410": 4, "429": 3, "500": 3, "503": 1},
+            "connections": 2, "goaways_sent": 0, "max_open_streams": 1}
+    s = read_stats(stats_file)
+    check("--stats-file at exit has the exact totals", rc == 0 and s == want, f"rc={rc} {s}")
+    log = log_text(work, "rules")
+    check("--log-requests: one event=request line per answer", log.count(" event=request ") == 17,
+          str(log.count(" event=request ")))
+
+    # --goaway-after: GOAWAY(NO_ERROR) once the N-th request is in; later streams refused.
+    stats_file = os.path.join(work, "goaway.stats.json")
+    st = Standin(binary, certs, work, "goaway", ["--goaway-after", "3", "--stats-file", stats_file])
+    try:
+        for n, name in [(5, "first"), (4, "every")]:
+            c = H2(st.port, certs)
+            c.until(lambda: 3 in c.settings)
+            ids = open_requests(c, n)
+            closed = c.eof()
+            check(f"--goaway-after 3, {n} streams at once ({name} connection): GOAWAY NO_ERROR with "
+                  f"last_stream_id {ids[2]}, streams up to it answered, then close",
+                  closed and c.goaway == 0 and c.goaway_last == ids[2] and c.ended == set(ids[:3]) and
+                  not c.resets, f"eof={closed} goaway={c.goaway} last={c.goaway_last} ended={sorted(c.ended)}")
+            rec = st.new_records(n)
+            answered = sorted(r["stream"] for r in rec if r["status"] == 200)
+            refused = sorted(r["stream"] for r in rec if r["error"] == "refused (goaway)")
+            check(f"... recorded: {len(ids[:3])} answered, {n - 3} 'refused (goaway)' with their headers",
+                  len(rec) == n and answered == ids[:3] and refused == ids[3:] and
+                  all(r["path"] == "/3/device/abcdef" and r["status"] is None for r in rec if r["stream"] > ids[2]),
+                  json.dumps(rec)[:400])
+            c.close()
+        c = H2(st.port, certs)
+        ids = open_requests(c, 2)
+        c.until(lambda: set(ids) <= c.ended)
+        st.new_records(2)
+        check("below N requests a connection gets no GOAWAY", c.ended == set(ids) and c.goaway is None,
+              f"{c.goaway}")
+        c.close()
+        time.sleep(0.3)
+    finally:
+        rc = st.stop()
+    s = read_stats(stats_file)
+    check("--goaway-after stats: goaways_sent, answers, refusals, peak streams",
+          rc == 0 and s == {"requests": 11, "answered_by_status": {"200": 8}, "connections": 3, "goaways_sent": 2,
+                            "max_open_streams": 5}, f"rc={rc} {s}")
+    log = log_text(work, "goaway")
+    check("conn_close logs max_open_streams", "why=session_done answered=3 max_open_streams=5 " in log and
+          "answered=3 max_open_streams=4 " in log, log[-600:])
+
+    # --goaway-after with --delay-ms: streams opened after the GOAWAY went out are refused too.
+    st = Standin(binary, certs, work, "goaway-late", ["--goaway-after", "1", "--delay-ms", "300"])
+    try:
+        c = H2(st.port, certs)
+        c.post(1, "/3/device/abcdef")
+        got_goaway = c.until(lambda: c.goaway is not None)
+        early = 1 not in c.ended
+        c.post(3, "/3/device/abcdef")
+        closed = c.eof()
+        check("GOAWAY comes at once, the delayed answer later, then close",
+              got_goaway and early and c.goaway == 0 and c.goaway_last == 1 and c.ended == {1} and closed,
+              f"goaway={c.goaway} last={c.goaway_last} ended={c.ended} eof={closed}")
+        rec = {r["stream"]: r for r in st.new_records(2)}
+        check("a stream opened after the GOAWAY went out: recorded 'refused (goaway)', headers unread",
+              set(rec) == {1, 3} and rec[1]["status"] == 200 and rec[3]["error"] == "refused (goaway)" and
+              rec[3]["method"] is None and rec[3]["path"] is None, json.dumps(rec)[:400])
+        c.close()
+    finally:
+        check("SIGTERM -> exit 0 (goaway-late)", st.stop() == 0)
+
+    # --drop-after: the connection is cut, in-flight requests recorded as dropped.
+    stats_file = os.path.join(work, "drop.stats.json")
+    st = Standin(binary, certs, work, "drop", ["--drop-after", "2", "--stats-file", stats_file])
+    try:
+        c = H2(st.port, certs)
+        c.post(1, "/3/device/abcdef")
+        c.until(lambda: 1 in c.ended)
+        c.post(3, "/3/device/abcdef")
+        closed = c.eof()
+        check("--drop-after 2, one by one: first answered, then the connection ends without GOAWAY",
+              closed and c.ended == {1} and c.goaway is None, f"eof={closed} ended={c.ended} goaway={c.goaway}")
+        rec = st.new_records(2)
+        check("... the second is recorded 'connection_closed (dropped by --drop-after)'",
+              [(r["stream"], r["status"], r["error"]) for r in rec] ==
+              [(1, 200, None), (3, None, "connection_closed (dropped by --drop-after)")], json.dumps(rec)[:400])
+        c = H2(st.port, certs)
+        c.until(lambda: 3 in c.settings)
+        ids = open_requests(c, 4)
+        closed = c.eof()
+        check("--drop-after 2, 4 streams at once: no answer at all, no GOAWAY, connection ends",
+              closed and not c.ended and c.goaway is None, f"eof={closed} ended={c.ended} goaway={c.goaway}")
+        time.sleep(0.3)
+        rec = st.new_records(2)
+        check("... the 2 requests received are recorded as dropped; the ones after were never read",
+              sorted(r["stream"] for r in rec) == ids[:2] and
+              all(r["error"] == "connection_closed (dropped by --drop-after)" for r in rec), json.dumps(rec)[:400])
+    finally:
+        rc = st.stop()
+    s = read_stats(stats_file)
+    check("--drop-after stats", rc == 0 and s == {"requests": 4, "answered_by_status": {"200": 1}, "connections": 2,
+                                                  "goaways_sent": 0, "max_open_streams": 2}, f"rc={rc} {s}")
+    check("conn_close says why=drop_after", log_text(work, "drop").count("why=drop_after ") == 2)
+
+    # --delay-ms with --max-streams: streams are held open concurrently; the limit still holds.
+    stats_file = os.path.join(work, "delay.stats.json")
+    st = Standin(binary, certs, work, "delay", ["--delay-ms", "300", "--max-streams", "3", "--stats-file", stats_file])
+    try:
+        c = H2(st.port, certs)
+        c.until(lambda: 3 in c.settings)
+        t0 = time.monotonic()
+        ids = open_requests(c, 3)
+        c.until(lambda: set(ids) <= c.ended)
+        took = sorted(c.ended_at[s] - t0 for s in ids)
+        check("--delay-ms 300: 3 streams answered together after 300 ms, not one after the other",
+              len(took) == 3 and 0.28 <= took[0] and took[-1] < 0.6, str(took))
+        st.new_records(3)
+        ids = open_requests(c, 3)
+        c.until(lambda: set(ids) <= c.ended)
+        rec = st.new_records(3)
+        check("a client that waits for free slots is served", set(ids) <= c.ended and c.goaway is None and
+              [r["status"] for r in rec] == [200, 200, 200], f"{c.goaway} {json.dumps(rec)[:200]}")
+        ids = open_requests(c, 4)
+        closed = c.eof()
+        check("--max-streams 3 with 3 streams held open: a 4th -> GOAWAY PROTOCOL_ERROR",
+              closed and c.goaway == 1 and not (set(ids) & c.ended), f"eof={closed} goaway={c.goaway}")
+        rec = st.new_records(4)
+        check("... the refused stream and the 3 held ones are recorded",
+              len(rec) == 4 and rec[0]["stream"] == ids[3] and rec[0]["error"] == "refused (Protocol error)" and
+              sorted(r["stream"] for r in rec[1:]) == ids[:3] and
+              all(r["error"].startswith("connection_closed") for r in rec[1:]), json.dumps(rec)[:400])
+    finally:
+        rc = st.stop()
+    s = read_stats(stats_file)
+    check("--delay-ms stats: max_open_streams is the peak", rc == 0 and s is not None and
+          s.get("max_open_streams") == 3 and s.get("answered_by_status") == {"200": 6}, f"rc={rc} {s}")
+    check("conn_close logs max_open_streams=3", "max_open_streams=3 " in log_text(work, "delay"))
+
+
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.environ.get("PASSKIT_BUILD_DIR", os.path.join(SRC, "build")), "bin", "apns-standin")
@@ -533,6 +747,10 @@ def main():
         check("the connected client got GOAWAY NO_ERROR", left_open.eof() and left_open.goaway == 0,
               str(left_open.goaway))
         left_open.close()
+        log = log_text(work, "main")
+        check("no event=request log line per answer without --log-requests", " event=request " not in log)
+        check("every conn_close line has max_open_streams=", log.count(" event=conn_close ") > 40 and
+              log.count(" event=conn_close ") == log.count(" max_open_streams="), str(log.count(" event=conn_close ")))
 
         small = Standin(binary, certs, work, "small", ["--max-streams", "7"])
         c = H2(small.port, certs)
@@ -551,9 +769,14 @@ def main():
               json.dumps(rec)[:300])
         c.close()
         check("SIGTERM -> exit 0", small.stop() == 0)
-        bad = subprocess.run([binary, "--listen", "127.0.0.1:0", "--rule", "xyz=200:"], capture_output=True)
+        failure_mode_checks(binary, certs, work)
+        bad = subprocess.run([binary, "--listen", "127.0.0.1:0", "--rule", "xyz=200:", "--rule", "abcd=429:X*0",
+                              "--goaway-after", "0", "--drop-after", "x", "--delay-ms", "-1", "--batch-us", "1e3"],
+                             capture_output=True)
         check("bad arguments -> exit 2 naming each", bad.returncode == 2 and b"--rule xyz" in bad.stderr and
-              b"--cert is required" in bad.stderr, bad.stderr.decode()[:300])
+              b"--rule abcd=429:X*0" in bad.stderr and b"--goaway-after 0" in bad.stderr and
+              b"--drop-after x" in bad.stderr and b"--delay-ms -1" in bad.stderr and
+              b"--batch-us 1e3" in bad.stderr and b"--cert is required" in bad.stderr, bad.stderr.decode()[:600])
     finally:
         if st.proc.poll() is None:
             st.proc.kill()
