@@ -31,9 +31,9 @@ int cm_bundle_name_is_safe(const char *name)
     }
 }
 
-/* The archive of files[0..count), each entry deflated (libzip's default) or stored, refused above max bytes. */
-static int zip_files(const cm_file_t *files, size_t count, time_t mtime, int store, size_t max, unsigned char **out,
-                     size_t *out_len, char *err, size_t err_size)
+/* The archive of files[0..count), entries deflated (libzip's default) or stored, at most max bytes. */
+static int zip_files(const cm_file_t *files, size_t count, time_t mtime, int store, size_t max,
+                     unsigned char **out, size_t *out_len, char *err, size_t err_size)
 {
     int rc = -1;
     zip_error_t ze;

@@ -37,7 +37,7 @@ struct entry {
     cm_file_t file;     /* name and bytes (none for folders) */
     zip_uint64_t index; /* in the archive */
     zip_uint64_t compressed;
-    int method;         /* ZIP_CM_* */
+    int method; /* ZIP_CM_* */
     int is_folder, listed;
 };
 
@@ -50,8 +50,8 @@ struct cm_pkpass_report {
     size_t count;
 };
 
-static const char *const verdict_names[] = {"valid", "unsigned", "tampered", "wrong_intermediate", "untrusted_chain",
-                                            "malformed"};
+static const char *const verdict_names[] = {"valid",           "unsigned", "tampered", "wrong_intermediate",
+                                            "untrusted_chain", "malformed"};
 
 static void *xcalloc(size_t n, size_t size)
 {
@@ -101,7 +101,8 @@ static void append(json_t *arr, json_t *value)
         abort();
 }
 
-__attribute__((format(printf, 3, 4))) static void add_problem(cm_pkpass_report_t *r, enum flag f, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void add_problem(cm_pkpass_report_t *r, enum flag f,
+                                                              const char *fmt, ...)
 {
     char msg[768];
     va_list ap;
@@ -190,14 +191,16 @@ static void check_names(cm_pkpass_report_t *r)
         for (size_t j = 0; j < r->count; j++) {
             const char *y = r->entries[j].file.name;
             if (j != i && strncmp(y, x->file.name, xl) == 0 && y[xl] == '/') {
-                add_problem(r, F_MALFORMED, "\"%s\" is both a file and a folder", printable(x->file.name, a, sizeof(a)));
+                add_problem(r, F_MALFORMED, "\"%s\" is both a file and a folder",
+                            printable(x->file.name, a, sizeof(a)));
                 break;
             }
         }
     }
 }
 
-static void read_archive(cm_pkpass_report_t *r, const void *data, size_t len, size_t max_entries, size_t max_bytes)
+static void read_archive(cm_pkpass_report_t *r, const void *data, size_t len, size_t max_entries,
+                         size_t max_bytes)
 {
     zip_error_t ze;
     zip_t *za = NULL;
@@ -216,12 +219,14 @@ static void read_archive(cm_pkpass_report_t *r, const void *data, size_t len, si
         za = zip_open_from_source(src, ZIP_RDONLY, &ze);
     }
     if (za == NULL && zip_error_code_zip(&ze) == ZIP_ER_EXISTS) {
-        add_problem(r, F_MALFORMED, "an entry name appears twice in the archive"); /* libzip refuses to open it */
+        add_problem(r, F_MALFORMED,
+                    "an entry name appears twice in the archive"); /* libzip refuses to open it */
         zip_source_free(src);
         goto out;
     }
     if (za == NULL) {
-        add_problem(r, F_MALFORMED, "not a ZIP archive (%s)", len == 0 ? "no bytes" : zip_error_strerror(&ze));
+        add_problem(r, F_MALFORMED, "not a ZIP archive (%s)",
+                    len == 0 ? "no bytes" : zip_error_strerror(&ze));
         zip_source_free(src);
         goto out;
     }
@@ -248,10 +253,11 @@ static void read_archive(cm_pkpass_report_t *r, const void *data, size_t len, si
         if (is_folder)
             name[nl - 1] = '\0';
         if (!cm_bundle_name_is_safe(name)) {
-            add_problem(r, F_MALFORMED,
-                        "the entry name \"%s\" is unsafe (printable ASCII without spaces or '\\', relative, no "
-                        "empty, \".\" or \"..\" part)",
-                        printable(st.name, shown, sizeof(shown)));
+            add_problem(
+                r, F_MALFORMED,
+                "the entry name \"%s\" is unsafe (printable ASCII without spaces or '\\', relative, no "
+                "empty, \".\" or \"..\" part)",
+                printable(st.name, shown, sizeof(shown)));
             free(name);
             continue;
         }
@@ -286,7 +292,8 @@ static void read_archive(cm_pkpass_report_t *r, const void *data, size_t len, si
         e->file.data = buf;
         zf = zip_fopen_index(za, e->index, 0);
         if (zf == NULL) {
-            add_problem(r, F_MALFORMED, "%s cannot be read from the archive (%s)", e->file.name, zip_strerror(za));
+            add_problem(r, F_MALFORMED, "%s cannot be read from the archive (%s)", e->file.name,
+                        zip_strerror(za));
             continue;
         }
         zip_int64_t got = e->file.len > 0 ? zip_fread(zf, buf, e->file.len) : 0;
@@ -330,7 +337,8 @@ static json_t *check_pass_json(cm_pkpass_report_t *r)
             set(info, "line", json_integer(jerr.line));
             set(info, "column", json_integer(jerr.column));
             /* jansson reports a trailing comma as a missing string before the closing bracket. */
-            int comma = strstr(jerr.text, "expected near '}'") != NULL || strstr(jerr.text, "expected near ']'") != NULL;
+            int comma = strstr(jerr.text, "expected near '}'") != NULL ||
+                        strstr(jerr.text, "expected near ']'") != NULL;
             add_warning(r, "pass.json is not strict JSON: %s at line %d, column %d%s", jerr.text, jerr.line,
                         jerr.column, comma ? " (a trailing comma before it?)" : "");
         } else {
@@ -362,10 +370,12 @@ static void check_icon(cm_pkpass_report_t *r)
         const char *base = slash != NULL ? slash + 1 : e->file.name;
         if (e->is_folder || (slash != NULL && strchr(base, '/') != NULL))
             continue;
-        if (strcmp(base, "icon.png") == 0 || strcmp(base, "icon@2x.png") == 0 || strcmp(base, "icon@3x.png") == 0)
+        if (strcmp(base, "icon.png") == 0 || strcmp(base, "icon@2x.png") == 0 ||
+            strcmp(base, "icon@3x.png") == 0)
             return;
     }
-    add_warning(r, "no icon.png (nor @2x, @3x), at the top or in a .lproj folder: Wallet refuses a pass without one");
+    add_warning(
+        r, "no icon.png (nor @2x, @3x), at the top or in a .lproj folder: Wallet refuses a pass without one");
 }
 
 static void check_strings(cm_pkpass_report_t *r)
@@ -433,16 +443,16 @@ static void check_manifest(cm_pkpass_report_t *r, int is_signed)
     json_t *doc = json_loadb((const char *)m->file.data, m->file.len, JSON_REJECT_DUPLICATES, &jerr);
     if (doc == NULL || !json_is_object(doc)) {
         if (doc == NULL)
-            add_problem(r, F_MALFORMED, "manifest.json is not valid JSON: %s at line %d, column %d", jerr.text,
-                        jerr.line, jerr.column);
+            add_problem(r, F_MALFORMED, "manifest.json is not valid JSON: %s at line %d, column %d",
+                        jerr.text, jerr.line, jerr.column);
         else
             add_problem(r, F_MALFORMED, "manifest.json is not a JSON object");
         json_decref(doc);
         set(r->json, "manifest", json_null());
         return;
     }
-    json_t *info = json_object(), *mismatched = json_array(), *missing = json_array(), *unlisted = json_array(),
-           *reserved = json_array();
+    json_t *info = json_object(), *mismatched = json_array(), *missing = json_array(),
+           *unlisted = json_array(), *reserved = json_array();
     if (info == NULL || mismatched == NULL || missing == NULL || unlisted == NULL || reserved == NULL)
         abort();
     int sha1 = 0, sha256 = 0;
@@ -488,10 +498,11 @@ static void check_manifest(cm_pkpass_report_t *r, int is_signed)
         append(unlisted, json_string(e->file.name));
         add_problem(r, F_TAMPERED, "%s is in the archive but not in the manifest", e->file.name);
     }
-    set(info, "digest", sha1 > 0 && sha256 > 0 ? json_string("mixed")
-                        : sha1 > 0             ? json_string("sha1")
-                        : sha256 > 0           ? json_string("sha256")
-                                               : json_null());
+    set(info, "digest",
+        sha1 > 0 && sha256 > 0 ? json_string("mixed")
+        : sha1 > 0             ? json_string("sha1")
+        : sha256 > 0           ? json_string("sha256")
+                               : json_null());
     set(info, "entries", json_integer((json_int_t)json_object_size(doc)));
     set(info, "mismatched", mismatched);
     set(info, "missing", missing);
@@ -641,9 +652,10 @@ static void check_identity(cm_pkpass_report_t *r, X509 *signer, const json_t *pa
         char *cert_value = subject_entry(signer, nids[i]);
         const char *doc_value = json_string_value(json_object_get(pass_doc, keys[i]));
         if (cert_value == NULL || doc_value == NULL || strcmp(cert_value, doc_value) != 0)
-            add_warning(r, "pass.json %s \"%s\" differs from the signer certificate's %s \"%s\" (Wallet refuses it)",
-                        keys[i], doc_value != NULL ? doc_value : "(none)", fields[i],
-                        cert_value != NULL ? cert_value : "(none)");
+            add_warning(
+                r, "pass.json %s \"%s\" differs from the signer certificate's %s \"%s\" (Wallet refuses it)",
+                keys[i], doc_value != NULL ? doc_value : "(none)", fields[i],
+                cert_value != NULL ? cert_value : "(none)");
         free(cert_value);
     }
 }
@@ -662,7 +674,7 @@ static void check_expiry(cm_pkpass_report_t *r, X509 *signer, const cm_pkpass_op
     }
 }
 
-static void check_chain(cm_pkpass_report_t *r, json_t *sig, X509 *signer, STACK_OF(X509) *certs,
+static void check_chain(cm_pkpass_report_t *r, json_t *sig, X509 *signer, STACK_OF(X509) * certs,
                         const cm_pkpass_options_t *opts)
 {
     json_t *chain = json_object();
@@ -708,7 +720,7 @@ static void check_chain(cm_pkpass_report_t *r, json_t *sig, X509 *signer, STACK_
 }
 
 /* Whether the signature embeds the certificate that issued the signer's. */
-static void check_intermediate(cm_pkpass_report_t *r, json_t *sig, X509 *signer, STACK_OF(X509) *certs)
+static void check_intermediate(cm_pkpass_report_t *r, json_t *sig, X509 *signer, STACK_OF(X509) * certs)
 {
     X509 *issuer = NULL;
     char others[256] = "", name[160];
@@ -737,16 +749,19 @@ static void check_intermediate(cm_pkpass_report_t *r, json_t *sig, X509 *signer,
     if (idx >= 0 && ASN1_STRING_to_UTF8(&cn, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(in, idx))) < 0)
         cn = NULL;
     char wanted[256], shown[200];
-    snprintf(wanted, sizeof(wanted), "%s%s%s", cn != NULL ? printable((char *)cn, shown, sizeof(shown)) : "(no CN)",
-             ou != NULL ? ", OU=" : "", ou != NULL ? (char *)ou : "");
+    snprintf(wanted, sizeof(wanted), "%s%s%s",
+             cn != NULL ? printable((char *)cn, shown, sizeof(shown)) : "(no CN)", ou != NULL ? ", OU=" : "",
+             ou != NULL ? (char *)ou : "");
     if (used > 0)
-        add_problem(r, F_WRONG_INTERMEDIATE,
-                    "wrong intermediate: the signer certificate was issued by %s, which the signature does not "
-                    "embed; it embeds %s",
-                    wanted, others);
+        add_problem(
+            r, F_WRONG_INTERMEDIATE,
+            "wrong intermediate: the signer certificate was issued by %s, which the signature does not "
+            "embed; it embeds %s",
+            wanted, others);
     else
         add_problem(r, F_WRONG_INTERMEDIATE,
-                    "the signature embeds no intermediate: it must hold the signer certificate's issuer %s", wanted);
+                    "the signature embeds no intermediate: it must hold the signer certificate's issuer %s",
+                    wanted);
     OPENSSL_free(ou);
     OPENSSL_free(cn);
 }
@@ -867,10 +882,15 @@ static void list_entries(cm_pkpass_report_t *r)
     for (size_t i = 0; i < r->count; i++) {
         const struct entry *e = &r->entries[i];
         int ignore = !e->is_folder && !e->listed && is_ignorable(e->file.name);
-        const char *method = e->method == ZIP_CM_STORE ? "store" : e->method == ZIP_CM_DEFLATE ? "deflate" : "other";
+        const char *method = e->method == ZIP_CM_STORE     ? "store"
+                             : e->method == ZIP_CM_DEFLATE ? "deflate"
+                                                           : "other";
         json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:s}", "name", e->file.name, "kind",
-                              e->is_folder ? "folder" : ignore ? "ignored" : "file", "size", (json_int_t)e->file.len,
-                              "compressedSize", (json_int_t)e->compressed, "compression", method);
+                              e->is_folder ? "folder"
+                              : ignore     ? "ignored"
+                                           : "file",
+                              "size", (json_int_t)e->file.len, "compressedSize", (json_int_t)e->compressed,
+                              "compression", method);
         append(entries, o);
         if (ignore)
             append(ignored, json_string(e->file.name));
@@ -928,7 +948,8 @@ cm_pkpass_verdict_t cm_pkpass_report_verdict(const cm_pkpass_report_t *report)
 
 const char *cm_pkpass_verdict_name(cm_pkpass_verdict_t verdict)
 {
-    return (unsigned)verdict < sizeof(verdict_names) / sizeof(verdict_names[0]) ? verdict_names[verdict] : "?";
+    return (unsigned)verdict < sizeof(verdict_names) / sizeof(verdict_names[0]) ? verdict_names[verdict]
+                                                                                : "?";
 }
 
 size_t cm_pkpass_report_problem_count(const cm_pkpass_report_t *report)

@@ -108,7 +108,8 @@ static int line_at(const char *t, size_t upto)
 }
 
 /* data -> UTF-8 in out (NUL-terminated). */
-static int decode(const unsigned char *d, size_t n, buf_t *out, const char **encoding, char *err, size_t err_size)
+static int decode(const unsigned char *d, size_t n, buf_t *out, const char **encoding, char *err,
+                  size_t err_size)
 {
     int big = 0;
     if (n >= 2 && ((d[0] == 0xfe && d[1] == 0xff) || (d[0] == 0xff && d[1] == 0xfe))) {
@@ -121,7 +122,8 @@ static int decode(const unsigned char *d, size_t n, buf_t *out, const char **enc
         for (size_t i = 2; i < n; i += 2) {
             uint32_t u = big ? (uint32_t)(d[i] << 8 | d[i + 1]) : (uint32_t)(d[i + 1] << 8 | d[i]);
             if (u >= 0xd800 && u <= 0xdbff && i + 3 < n) {
-                uint32_t lo = big ? (uint32_t)(d[i + 2] << 8 | d[i + 3]) : (uint32_t)(d[i + 3] << 8 | d[i + 2]);
+                uint32_t lo =
+                    big ? (uint32_t)(d[i + 2] << 8 | d[i + 3]) : (uint32_t)(d[i + 3] << 8 | d[i + 2]);
                 if (lo >= 0xdc00 && lo <= 0xdfff) {
                     buf_add_code_point(out, 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00));
                     i += 2;
@@ -129,8 +131,9 @@ static int decode(const unsigned char *d, size_t n, buf_t *out, const char **enc
                 }
             }
             if ((u >= 0xd800 && u <= 0xdfff) || u == 0) {
-                fail(err, err_size, "invalid UTF-16 (%s U+%04X) at line %d", u == 0 ? "NUL" : "lone surrogate",
-                     (unsigned)u, line_at(out->b != NULL ? out->b : "", out->len));
+                fail(err, err_size, "invalid UTF-16 (%s U+%04X) at line %d",
+                     u == 0 ? "NUL" : "lone surrogate", (unsigned)u,
+                     line_at(out->b != NULL ? out->b : "", out->len));
                 return -1;
             }
             buf_add_code_point(out, u);
@@ -192,8 +195,8 @@ static int skip_blank(parser_t *p)
 
 static int is_word_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-           c == '$' || c == ':' || c == '/' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '$' || c == ':' || c == '/' || c == '-';
 }
 
 static int hex4(const char *s, uint32_t *out)
@@ -201,7 +204,10 @@ static int hex4(const char *s, uint32_t *out)
     uint32_t v = 0;
     for (int k = 0; k < 4; k++) {
         char c = s[k];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
         if (d < 0)
             return -1;
         v = v << 4 | (uint32_t)d;
@@ -249,7 +255,8 @@ static int read_string(parser_t *p, buf_t *out, const char *what)
     }
     if (p->i >= p->n || p->t[p->i] != '"') {
         if (p->i >= p->n)
-            fail(p->err, p->err_size, "expected a %s at the end of the text (line %d)", what, line_at(p->t, p->i));
+            fail(p->err, p->err_size, "expected a %s at the end of the text (line %d)", what,
+                 line_at(p->t, p->i));
         else
             fail(p->err, p->err_size, "expected a %s (a quoted string) at line %d, found '%c'", what,
                  line_at(p->t, p->i), p->t[p->i] > ' ' && p->t[p->i] < 0x7f ? p->t[p->i] : '?');
@@ -269,14 +276,33 @@ static int read_string(parser_t *p, buf_t *out, const char *what)
             break;
         char e = p->t[p->i + 1], r;
         switch (e) {
-        case 'n': r = '\n'; break;
-        case 't': r = '\t'; break;
-        case 'r': r = '\r'; break;
-        case 'a': r = '\a'; break;
-        case 'b': r = '\b'; break;
-        case 'f': r = '\f'; break;
-        case 'v': r = '\v'; break;
-        case '"': case '\\': case '\'': case '?': r = e; break;
+        case 'n':
+            r = '\n';
+            break;
+        case 't':
+            r = '\t';
+            break;
+        case 'r':
+            r = '\r';
+            break;
+        case 'a':
+            r = '\a';
+            break;
+        case 'b':
+            r = '\b';
+            break;
+        case 'f':
+            r = '\f';
+            break;
+        case 'v':
+            r = '\v';
+            break;
+        case '"':
+        case '\\':
+        case '\'':
+        case '?':
+            r = e;
+            break;
         case 'U':
         case 'u':
             if (unicode_escape(p, out) != 0)

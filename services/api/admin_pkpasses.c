@@ -69,30 +69,33 @@ static int parse_passes_or_reply(h2o_req_t *req, struct batch *b)
     char value[2 * CM_ID_MAX + 2], shown[64];
     size_t n = 0;
     /* Counted first (up to a bound: each lookup scans the query) so that the error names the number. */
-    while (n <= 100 && cm_path_query_param_at(req->path.base, req->path.len, "pass", n, value, sizeof(value)) != 1)
+    while (n <= 100 &&
+           cm_path_query_param_at(req->path.base, req->path.len, "pass", n, value, sizeof(value)) != 1)
         n++;
     if (n < MIN_PASSES || n > MAX_PASSES) {
-        cm_httpd_send_error(req, 400,
-                            "a .pkpasses holds %d to %d passes (pass=<passTypeIdentifier>/<serialNumber>, repeated); "
-                            "got %s%zu",
-                            MIN_PASSES, MAX_PASSES, n > 100 ? "more than " : "", n > 100 ? (size_t)100 : n);
+        cm_httpd_send_error(
+            req, 400,
+            "a .pkpasses holds %d to %d passes (pass=<passTypeIdentifier>/<serialNumber>, repeated); "
+            "got %s%zu",
+            MIN_PASSES, MAX_PASSES, n > 100 ? "more than " : "", n > 100 ? (size_t)100 : n);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         struct item *it = &b->items[i];
         if (cm_path_query_param_at(req->path.base, req->path.len, "pass", i, value, sizeof(value)) != 0) {
-            cm_httpd_send_error(req, 400, "pass parameter %zu is malformed or longer than %d characters", i + 1,
-                                2 * CM_ID_MAX + 1);
+            cm_httpd_send_error(req, 400, "pass parameter %zu is malformed or longer than %d characters",
+                                i + 1, 2 * CM_ID_MAX + 1);
             return -1;
         }
         const char *slash = strchr(value, '/');
         size_t pl = slash != NULL ? (size_t)(slash - value) : 0;
         if (slash == NULL || pl > CM_ID_MAX || !cm_id_is_pass_type(value, pl) ||
             !cm_id_is_plain(slash + 1, strlen(slash + 1))) {
-            cm_httpd_send_error(req, 400,
-                                "pass=%s is not <passTypeIdentifier>/<serialNumber> (\"pass.\" and [A-Za-z0-9.-], "
-                                "then 1 to %d characters [A-Za-z0-9._-])",
-                                cm_log_clean(shown, sizeof(shown), value, strlen(value)), CM_ID_MAX);
+            cm_httpd_send_error(
+                req, 400,
+                "pass=%s is not <passTypeIdentifier>/<serialNumber> (\"pass.\" and [A-Za-z0-9.-], "
+                "then 1 to %d characters [A-Za-z0-9._-])",
+                cm_log_clean(shown, sizeof(shown), value, strlen(value)), CM_ID_MAX);
             return -1;
         }
         memcpy(it->ptid, value, pl);
@@ -105,10 +108,11 @@ static int parse_passes_or_reply(h2o_req_t *req, struct batch *b)
             if (strcmp(b->items[j].ptid, it->ptid) == 0)
                 cm_httpd_send_error(req, 400, "pass=%s/%s is listed twice", it->ptid, it->serial);
             else
-                cm_httpd_send_error(req, 400,
-                                    "pass=%s/%s and pass=%s/%s share a serial number: both files would be named "
-                                    "%s in the .pkpasses",
-                                    b->items[j].ptid, it->serial, it->ptid, it->serial, it->name);
+                cm_httpd_send_error(
+                    req, 400,
+                    "pass=%s/%s and pass=%s/%s share a serial number: both files would be named "
+                    "%s in the .pkpasses",
+                    b->items[j].ptid, it->serial, it->ptid, it->serial, it->name);
             return -1;
         }
     }
@@ -179,8 +183,8 @@ static void finish(struct batch *b)
         cm_httpd_send_json(req, 404, e);
         json_decref(e);
     } else if (unavailable != NULL) {
-        CM_LOG(CM_LOG_ERROR, "event=signer_unavailable ptid=%s serial=%s status=%d reason=\"%s\"", unavailable->ptid,
-               unavailable->serial, unavailable->status,
+        CM_LOG(CM_LOG_ERROR, "event=signer_unavailable ptid=%s serial=%s status=%d reason=\"%s\"",
+               unavailable->ptid, unavailable->serial, unavailable->status,
                cm_log_clean(reason, sizeof(reason), unavailable->error, strlen(unavailable->error)));
         cm_httpd_add_header(req, "Retry-After", "10");
         cm_httpd_send_error(req, 503, "the signer is unavailable, try again later");
@@ -191,8 +195,8 @@ static void finish(struct batch *b)
         cm_httpd_send_error(req, 502, "the signer could not build the pass %s/%s (status %d)", failed->ptid,
                             failed->serial, failed->status);
     } else if (total > MAX_BYTES) {
-        cm_httpd_send_error(req, 422, "the passes come to %zu bytes, more than the %u a .pkpasses may hold", total,
-                            MAX_BYTES);
+        cm_httpd_send_error(req, 422, "the passes come to %zu bytes, more than the %u a .pkpasses may hold",
+                            total, MAX_BYTES);
     } else {
         json_decref(unknown);
         b->work.data = b;

@@ -48,8 +48,8 @@ static void add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 }
 
 /* fields: "UID", value, "CN", value, ..., NULL. issuer NULL: self-signed. */
-static X509 *make_cert(EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key, int is_ca, uint64_t serial, long from,
-                       long to, ...)
+static X509 *make_cert(EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key, int is_ca, uint64_t serial,
+                       long from, long to, ...)
 {
     X509 *x = X509_new();
     assert_non_null(x);
@@ -67,12 +67,14 @@ static X509 *make_cert(EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key, int is
     const char *field;
     while ((field = va_arg(ap, const char *)) != NULL) {
         const char *value = va_arg(ap, const char *);
-        assert_int_equal(X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8, (const unsigned char *)value, -1, -1, 0),
-                         1);
+        assert_int_equal(
+            X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8, (const unsigned char *)value, -1, -1, 0),
+            1);
     }
     va_end(ap);
     X509_set_issuer_name(x, issuer != NULL ? X509_get_subject_name(issuer) : name);
-    add_ext(x, issuer != NULL ? issuer : x, NID_basic_constraints, is_ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
+    add_ext(x, issuer != NULL ? issuer : x, NID_basic_constraints,
+            is_ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
     add_ext(x, issuer != NULL ? issuer : x, NID_subject_key_identifier, "hash");
     if (issuer != NULL)
         add_ext(x, issuer, NID_authority_key_identifier, "keyid");
@@ -99,13 +101,14 @@ static int setup(void **state)
     wwdr_key = EVP_EC_gen("P-256");
     other_key = EVP_EC_gen("P-256");
     pass_key = EVP_EC_gen("P-256");
-    root = make_cert(root_key, NULL, NULL, 1, 1, -100 * DAY, 3650 * DAY, "C", "US", "O", "Unit", "CN", "Unit Root CA", NULL);
-    wwdr = make_cert(wwdr_key, root, root_key, 1, 2, -100 * DAY, 3000 * DAY, "C", "US", "O", "Unit", "OU", "G4", "CN",
-                     "Unit Worldwide Developer Relations Certification Authority", NULL);
+    root = make_cert(root_key, NULL, NULL, 1, 1, -100 * DAY, 3650 * DAY, "C", "US", "O", "Unit", "CN",
+                     "Unit Root CA", NULL);
+    wwdr = make_cert(wwdr_key, root, root_key, 1, 2, -100 * DAY, 3000 * DAY, "C", "US", "O", "Unit", "OU",
+                     "G4", "CN", "Unit Worldwide Developer Relations Certification Authority", NULL);
     other_int = make_cert(other_key, root, root_key, 1, 3, -DAY, 3000 * DAY, "C", "US", "O", "Unit", "CN",
                           "Other Intermediate", NULL);
-    pass_cert = make_cert(pass_key, wwdr, wwdr_key, 0, 4, -DAY, 365 * DAY, "UID", PTID, "CN", "Pass Type ID: " PTID,
-                          "OU", TEAM, "O", "Unit Issuer", "C", "US", NULL);
+    pass_cert = make_cert(pass_key, wwdr, wwdr_key, 0, 4, -DAY, 365 * DAY, "UID", PTID, "CN",
+                          "Pass Type ID: " PTID, "OU", TEAM, "O", "Unit Issuer", "C", "US", NULL);
     expired_cert = make_cert(pass_key, wwdr, wwdr_key, 0, 5, -30 * DAY, -10 * DAY, "UID", PTID, "CN",
                              "Pass Type ID: " PTID, "OU", TEAM, "O", "Unit Issuer", "C", "US", NULL);
     EVP_PKEY *foreign_key = EVP_EC_gen("P-256");
@@ -132,12 +135,13 @@ static int teardown(void **state)
 
 /* ---- archives -------------------------------------------------------------------------------------- */
 
-static const char pass_json[] = "{\"formatVersion\":1,\"passTypeIdentifier\":\"" PTID "\",\"teamIdentifier\":\"" TEAM
-                                "\",\"serialNumber\":\"1\",\"organizationName\":\"O\",\"description\":\"D\","
-                                "\"generic\":{}}";
+static const char pass_json[] =
+    "{\"formatVersion\":1,\"passTypeIdentifier\":\"" PTID "\",\"teamIdentifier\":\"" TEAM
+    "\",\"serialNumber\":\"1\",\"organizationName\":\"O\",\"description\":\"D\","
+    "\"generic\":{}}";
 /* UTF-16LE with a byte order mark: "a" = "ä"; */
-static const unsigned char strings_le[] = {0xff, 0xfe, '"', 0, 'a', 0, '"', 0, ' ', 0, '=', 0, ' ', 0,
-                                           '"',  0,    0xe4, 0, '"', 0, ';', 0, '\n', 0};
+static const unsigned char strings_le[] = {0xff, 0xfe, '"', 0, 'a',  0, '"', 0, ' ', 0, '=',  0,
+                                           ' ',  0,    '"', 0, 0xe4, 0, '"', 0, ';', 0, '\n', 0};
 
 #define FILE_OF(n, d, l) ((cm_file_t){(n), (const unsigned char *)(d), (l)})
 #define TEXT(n, s)       FILE_OF((n), (s), strlen(s))
@@ -145,13 +149,13 @@ static const unsigned char strings_le[] = {0xff, 0xfe, '"', 0, 'a', 0, '"', 0, '
 struct spec {
     cm_file_t files[8]; /* hashed into the manifest */
     size_t count;
-    const char *manifest;  /* used as is instead of the computed manifest */
-    cm_file_t after[6];    /* put in the archive after the manifest was computed (replacing a same-named file) */
+    const char *manifest; /* used as is instead of the computed manifest */
+    cm_file_t after[6]; /* put in the archive after the manifest was computed (replacing a same-named file) */
     size_t after_count;
-    const char *drop;      /* hashed, then left out of the archive */
+    const char *drop; /* hashed, then left out of the archive */
     int unsigned_;
-    X509 *signer;          /* default pass_cert */
-    X509 *extra[2];        /* embedded besides the signer; default wwdr */
+    X509 *signer;   /* default pass_cert */
+    X509 *extra[2]; /* embedded besides the signer; default wwdr */
     size_t extra_count;
     int no_extra;
     const char *signed_content; /* signs these bytes instead of the manifest */
@@ -215,7 +219,8 @@ static unsigned char *build(const struct spec *s, size_t *out_len)
     size_t signature_len = 0;
     if (!s->unsigned_) {
         const char *content = s->signed_content != NULL ? s->signed_content : manifest;
-        signature = sign(s, content, s->signed_content != NULL ? strlen(content) : manifest_len, &signature_len);
+        signature =
+            sign(s, content, s->signed_content != NULL ? strlen(content) : manifest_len, &signature_len);
         files[n++] = FILE_OF("signature", signature, signature_len);
     }
     for (size_t j = 0; j < s->after_count; j++)
@@ -330,7 +335,8 @@ static void valid_bundle(void **state)
     expect_str(r, "passJson.styles.0", "generic");
     json_t *strings = json_object_get(at(r, "strings"), "en.lproj/pass.strings");
     assert_string_equal(json_string_value(json_object_get(strings, "encoding")), "utf-16le");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(strings, "entries"), "a")), "\xc3\xa4");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(strings, "entries"), "a")),
+                        "\xc3\xa4");
     const cm_file_t *f = cm_pkpass_report_file(r, "pass.json");
     assert_non_null(f);
     assert_memory_equal(f->data, pass_json, strlen(pass_json));
@@ -433,7 +439,8 @@ static void sha256_manifest_is_accepted(void **state)
     text = json_dumps(m, JSON_COMPACT);
     s.manifest = text;
     r = inspect(&s);
-    expect(r, CM_PKPASS_TAMPERED, "the manifest entry of icon.png is not a SHA-1 or SHA-256 hex digest", NULL);
+    expect(r, CM_PKPASS_TAMPERED, "the manifest entry of icon.png is not a SHA-1 or SHA-256 hex digest",
+           NULL);
     cm_pkpass_report_free(r);
     free(text);
     json_decref(m);
@@ -484,10 +491,11 @@ static void wrong_or_no_intermediate(void **state)
     s.extra_count = 0;
     s.no_extra = 1;
     r = inspect(&s);
-    expect(r, CM_PKPASS_WRONG_INTERMEDIATE,
-           "the signature embeds no intermediate: it must hold the signer certificate's issuer Unit Worldwide "
-           "Developer Relations Certification Authority, OU=G4",
-           NULL);
+    expect(
+        r, CM_PKPASS_WRONG_INTERMEDIATE,
+        "the signature embeds no intermediate: it must hold the signer certificate's issuer Unit Worldwide "
+        "Developer Relations Certification Authority, OU=G4",
+        NULL);
     cm_pkpass_report_free(r);
 }
 
@@ -497,11 +505,14 @@ static void untrusted_chain(void **state)
     default_files(&s);
     cm_pkpass_options_t opts = {.trust = foreign_trust};
     cm_pkpass_report_t *r = inspect_with(&s, &opts);
-    expect(r, CM_PKPASS_UNTRUSTED_CHAIN,
-           "the signer certificate's chain does not verify: unable to get local issuer certificate (at depth 1)", NULL);
+    expect(
+        r, CM_PKPASS_UNTRUSTED_CHAIN,
+        "the signer certificate's chain does not verify: unable to get local issuer certificate (at depth 1)",
+        NULL);
     cm_pkpass_report_free(r);
     r = inspect_with(&s, NULL);
-    expect(r, CM_PKPASS_UNTRUSTED_CHAIN, "no trust store was given: the certificate chain was not checked", NULL);
+    expect(r, CM_PKPASS_UNTRUSTED_CHAIN, "no trust store was given: the certificate chain was not checked",
+           NULL);
     cm_pkpass_report_free(r);
 }
 
@@ -511,8 +522,8 @@ static void expired_signer(void **state)
     default_files(&s);
     s.signer = expired_cert;
     cm_pkpass_report_t *r = inspect(&s);
-    expect(r, CM_PKPASS_UNTRUSTED_CHAIN, "the signer certificate's chain does not verify: certificate has expired (at depth 0)",
-           NULL);
+    expect(r, CM_PKPASS_UNTRUSTED_CHAIN,
+           "the signer certificate's chain does not verify: certificate has expired (at depth 0)", NULL);
     cm_pkpass_report_free(r);
     cm_pkpass_options_t opts = {.trust = trust, .ignore_expiry = 1};
     r = inspect_with(&s, &opts);
@@ -538,11 +549,13 @@ static void identity_and_pass_json_warnings(void **state)
     assert_true(has_warning(r, "pass.json is not strict JSON: "));
     assert_true(has_warning(r, "(a trailing comma before it?)"));
     cm_pkpass_report_free(r);
-    s.files[0] = TEXT("pass.json", "{\"passTypeIdentifier\": \"pass.other\", \"teamIdentifier\": \"" TEAM "\"}");
+    s.files[0] =
+        TEXT("pass.json", "{\"passTypeIdentifier\": \"pass.other\", \"teamIdentifier\": \"" TEAM "\"}");
     r = inspect(&s);
     expect(r, CM_PKPASS_VALID, NULL);
-    assert_true(has_warning(r, "pass.json passTypeIdentifier \"pass.other\" differs from the signer certificate's "
-                               "UID \"" PTID "\" (Wallet refuses it)"));
+    assert_true(
+        has_warning(r, "pass.json passTypeIdentifier \"pass.other\" differs from the signer certificate's "
+                       "UID \"" PTID "\" (Wallet refuses it)"));
     assert_false(has_warning(r, "teamIdentifier"));
     cm_pkpass_report_free(r);
 }
@@ -556,13 +569,14 @@ static void zip_of(const cm_file_t *files, size_t n, unsigned char **zip, size_t
 static void unsafe_names(void **state)
 {
     cm_file_t files[] = {TEXT("pass.json", pass_json), TEXT("../evil.png", "x"), TEXT("/abs.png", "x"),
-                         TEXT("a//b.png", "x"),         TEXT("dir\\x.png", "x"),  TEXT("./x.png", "x"),
+                         TEXT("a//b.png", "x"),        TEXT("dir\\x.png", "x"),  TEXT("./x.png", "x"),
                          TEXT("sp ace.png", "x")};
     unsigned char *zip;
     size_t len;
     zip_of(files, 7, &zip, &len);
     cm_pkpass_report_t *r = inspect_bytes(zip, len, NULL);
-    const char *tail = "\" is unsafe (printable ASCII without spaces or '\\', relative, no empty, \".\" or \"..\" part)";
+    const char *tail =
+        "\" is unsafe (printable ASCII without spaces or '\\', relative, no empty, \".\" or \"..\" part)";
     char p[6][200];
     const char *names[] = {"../evil.png", "/abs.png", "a//b.png", "dir\\x.png", "./x.png", "sp ace.png"};
     for (int i = 0; i < 6; i++)
@@ -612,8 +626,8 @@ static void caps_on_size_and_entries(void **state)
     free(zip);
     free(zeros);
 
-    cm_file_t small[] = {TEXT("pass.json", pass_json), TEXT("a.png", "1"), TEXT("b.png", "2"), TEXT("c.png", "3"),
-                         TEXT("d.png", "4")};
+    cm_file_t small[] = {TEXT("pass.json", pass_json), TEXT("a.png", "1"), TEXT("b.png", "2"),
+                         TEXT("c.png", "3"), TEXT("d.png", "4")};
     zip_of(small, 5, &zip, &len);
     cm_pkpass_options_t opts = {.max_entries = 4};
     r = inspect_bytes(zip, len, &opts);
@@ -673,8 +687,10 @@ static void stored_zip_is_read(void **state)
     unsigned char *bundle;
     size_t bundle_len;
     char err[256];
-    assert_int_equal(cm_bundle_zip_stored(outer, 2, 1700000000, 1u << 20, &bundle, &bundle_len, err, sizeof(err)), 0);
-    assert_int_equal(cm_bundle_zip_stored(outer, 2, 1700000000, 100, &bundle, &bundle_len, err, sizeof(err)) == 0, 0);
+    assert_int_equal(
+        cm_bundle_zip_stored(outer, 2, 1700000000, 1u << 20, &bundle, &bundle_len, err, sizeof(err)), 0);
+    assert_int_equal(
+        cm_bundle_zip_stored(outer, 2, 1700000000, 100, &bundle, &bundle_len, err, sizeof(err)) == 0, 0);
     /* The inner archive appears verbatim in the outer one: stored, not deflated. */
     assert_non_null(memmem(bundle, bundle_len, zip, len));
     cm_pkpass_report_t *r = inspect_bytes(bundle, bundle_len, NULL);
@@ -694,8 +710,8 @@ static void wwdr_generations(void **state)
     const uint64_t serials[] = {0x19, 0x01DEBCC4396DA010ull, 0x42};
     const char *names[] = {"2008", "2013", "G1"};
     for (int i = 0; i < 3; i++) {
-        X509 *g1 = make_cert(wwdr_key, root, root_key, 1, serials[i], -DAY, DAY, "C", "US", "O", "Apple Inc.", "OU",
-                             "Apple Worldwide Developer Relations", "CN",
+        X509 *g1 = make_cert(wwdr_key, root, root_key, 1, serials[i], -DAY, DAY, "C", "US", "O", "Apple Inc.",
+                             "OU", "Apple Worldwide Developer Relations", "CN",
                              "Apple Worldwide Developer Relations Certification Authority", NULL);
         assert_int_equal(cm_pkpass_wwdr_generation(g1, gen, sizeof(gen)), 0);
         assert_string_equal(gen, names[i]);
@@ -785,7 +801,8 @@ static void strings_errors(void **state)
     const char comment[] = "\"a\" = \"1\"; /* no end";
     strings_error(comment, strlen(comment), "unterminated comment at line 1");
     const char latin1[] = "\"a\" = \"\xe4\";";
-    strings_error(latin1, strlen(latin1), "neither UTF-8 nor UTF-16 with a byte order mark: byte 0xe4 at line 1");
+    strings_error(latin1, strlen(latin1),
+                  "neither UTF-8 nor UTF-16 with a byte order mark: byte 0xe4 at line 1");
     const unsigned char odd[] = {0xfe, 0xff, 0, '"', 0};
     strings_error(odd, sizeof(odd), "UTF-16 text with an odd number of bytes (5)");
     const unsigned char lone[] = {0xfe, 0xff, 0, '"', 0xdc, 0x00};
@@ -793,7 +810,8 @@ static void strings_errors(void **state)
     const char escape[] = "\"a\" = \"\\x41\";";
     strings_error(escape, strlen(escape), "unknown escape \\x at line 1");
     const char bad_u[] = "\"a\" = \"\\Ud800\";";
-    strings_error(bad_u, strlen(bad_u), "bad \\U escape (4 hex digits, surrogates in pairs, not U+0000) at line 1");
+    strings_error(bad_u, strlen(bad_u),
+                  "bad \\U escape (4 hex digits, surrogates in pairs, not U+0000) at line 1");
     const char no_value[] = "\"a\" = ;";
     strings_error(no_value, strlen(no_value), "expected a value (a quoted string) at line 1, found ';'");
 }

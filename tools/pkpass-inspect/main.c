@@ -21,8 +21,9 @@
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: pkpass-inspect [--ca FILE]... [--no-check-time] [--attime EPOCH] [--max-bytes N]\n"
-                    "                      [--max-entries N] [--compact] ARCHIVE|-\n");
+    fprintf(stderr,
+            "usage: pkpass-inspect [--ca FILE]... [--no-check-time] [--attime EPOCH] [--max-bytes N]\n"
+            "                      [--max-entries N] [--compact] ARCHIVE|-\n");
 }
 
 static int parse_number(const char *s, unsigned long long *out)
@@ -96,7 +97,8 @@ int main(int argc, char **argv)
             ca[ca_count++] = argv[++i];
         } else if (strcmp(a, "--no-check-time") == 0) {
             opts.ignore_expiry = 1;
-        } else if (strcmp(a, "--attime") == 0 && i + 1 < argc && parse_number(argv[i + 1], &n) == 0 && n > 0) {
+        } else if (strcmp(a, "--attime") == 0 && i + 1 < argc && parse_number(argv[i + 1], &n) == 0 &&
+                   n > 0) {
             opts.at_time = (time_t)n;
             i++;
         } else if (strcmp(a, "--max-bytes") == 0 && i + 1 < argc && parse_number(argv[i + 1], &n) == 0) {

@@ -50,11 +50,11 @@ struct x509_store_st;
 #define CM_PKPASS_MAX_BYTES   (CM_TEMPLATE_MAX_BYTES + CM_PASS_DOC_MAX_BYTES + (1u << 20))
 
 typedef enum cm_pkpass_verdict {
-    CM_PKPASS_VALID,              /* signed, the manifest describes the files, the signature and chain verify */
-    CM_PKPASS_UNSIGNED,           /* no signature file */
-    CM_PKPASS_TAMPERED,           /* a file differs from, is missing from or is unknown to the manifest, the
-                                     manifest lists itself or the signature, or the signature does not
-                                     match manifest.json */
+    CM_PKPASS_VALID,    /* signed, the manifest describes the files, the signature and chain verify */
+    CM_PKPASS_UNSIGNED, /* no signature file */
+    CM_PKPASS_TAMPERED, /* a file differs from, is missing from or is unknown to the manifest, the
+                           manifest lists itself or the signature, or the signature does not
+                           match manifest.json */
     CM_PKPASS_WRONG_INTERMEDIATE, /* the signature does not embed the certificate that issued its signer */
     CM_PKPASS_UNTRUSTED_CHAIN,    /* the signer's chain does not verify against the trust store (or no trust
                                      store was given, or the signer certificate is not in the signature) */
@@ -76,7 +76,8 @@ typedef struct cm_pkpass_report cm_pkpass_report_t;
 /* Inspects the archive data[0..len) (only read during the call). opts may be NULL (all defaults).
  * Always produces a report, also for bytes that are no archive at all (verdict malformed): returns 0
  * with *out (free with cm_pkpass_report_free). Returns -1 only when data is NULL with len > 0. */
-int cm_pkpass_inspect(const void *data, size_t len, const cm_pkpass_options_t *opts, cm_pkpass_report_t **out);
+int cm_pkpass_inspect(const void *data, size_t len, const cm_pkpass_options_t *opts,
+                      cm_pkpass_report_t **out);
 
 cm_pkpass_verdict_t cm_pkpass_report_verdict(const cm_pkpass_report_t *report);
 

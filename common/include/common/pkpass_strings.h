@@ -16,7 +16,7 @@ struct json_t;
  * key -> value (json_decref it) and *encoding "utf-16be", "utf-16le" or "utf-8" (static); or -1 with
  * the reason and its line in err, *out untouched. A key that appears twice is an error (which value
  * Wallet shows is not documented). */
-int cm_pkpass_strings_parse(const void *data, size_t len, struct json_t **out, const char **encoding, char *err,
-                            size_t err_size);
+int cm_pkpass_strings_parse(const void *data, size_t len, struct json_t **out, const char **encoding,
+                            char *err, size_t err_size);
 
 #endif
