@@ -9,9 +9,9 @@
  * the signer at once, exactly as the single admin download does. When the last answer is in, either
  * something failed and the request gets one error (404 naming every unknown pass, else 503, else 502),
  * or the ZIP is built on a libuv worker thread (copying and checksumming up to 150 MB must not hold
- * the loop) and sent from the loop thread when the work is done. A client that went away meanwhile is
- * detected through the request guard at each step; the batch is freed exactly once, by whichever step
- * ends it.
+ * the loop) and handed to h2o, without another copy, back on the loop thread. A client that went away
+ * meanwhile is detected through the request guard at each step; the batch is freed exactly once, by
+ * whichever step ends it.
  */
 #include "admin.h"
 #include "common/bundle_zip.h"
@@ -135,7 +135,8 @@ static void on_zipped(uv_work_t *work, int status)
     CM_LOG(CM_LOG_INFO, "event=pkpasses_served passes=%zu bytes=%zu", b->count, b->zip_len);
     cm_httpd_add_header(req, "Content-Disposition", "attachment; filename=\"passes.pkpasses\"");
     cm_httpd_add_header(req, "Cache-Control", "no-cache");
-    cm_httpd_send_bytes(req, 200, "application/vnd.apple.pkpasses", b->zip, b->zip_len);
+    cm_httpd_send_owned(req, 200, "application/vnd.apple.pkpasses", b->zip, b->zip_len); /* no copy */
+    b->zip = NULL;
 out:
     batch_free(b);
 }
