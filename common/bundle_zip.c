@@ -31,8 +31,9 @@ int cm_bundle_name_is_safe(const char *name)
     }
 }
 
-int cm_bundle_zip(const cm_file_t *files, size_t count, time_t mtime, unsigned char **out, size_t *out_len,
-                  char *err, size_t err_size)
+/* The archive of files[0..count), entries deflated (libzip's default) or stored, at most max bytes. */
+static int zip_files(const cm_file_t *files, size_t count, time_t mtime, int store, size_t max,
+                     unsigned char **out, size_t *out_len, char *err, size_t err_size)
 {
     int rc = -1;
     zip_error_t ze;
@@ -59,6 +60,10 @@ int cm_bundle_zip(const cm_file_t *files, size_t count, time_t mtime, unsigned c
             zip_source_free(fs);
             goto out;
         }
+        if (store && zip_set_file_compression(za, (zip_uint64_t)idx, ZIP_CM_STORE, 0) != 0) {
+            snprintf(err, err_size, "zip_set_file_compression %s: %s", files[i].name, zip_strerror(za));
+            goto out;
+        }
         if (zip_file_set_mtime(za, (zip_uint64_t)idx, mtime, 0) != 0) {
             snprintf(err, err_size, "zip_file_set_mtime %s: %s", files[i].name, zip_strerror(za));
             goto out;
@@ -70,8 +75,8 @@ int cm_bundle_zip(const cm_file_t *files, size_t count, time_t mtime, unsigned c
     }
     za = NULL;
     zip_stat_t st;
-    if (zip_source_stat(src, &st) != 0 || !(st.valid & ZIP_STAT_SIZE) || st.size > CM_BUNDLE_ZIP_MAX) {
-        snprintf(err, err_size, "zip archive size unknown or above %u bytes", CM_BUNDLE_ZIP_MAX);
+    if (zip_source_stat(src, &st) != 0 || !(st.valid & ZIP_STAT_SIZE) || st.size > max) {
+        snprintf(err, err_size, "zip archive size unknown or above %zu bytes", max);
         goto out;
     }
     if (zip_source_open(src) != 0) {
@@ -100,4 +105,16 @@ out:
     free(buf);
     zip_error_fini(&ze);
     return rc;
+}
+
+int cm_bundle_zip(const cm_file_t *files, size_t count, time_t mtime, unsigned char **out, size_t *out_len,
+                  char *err, size_t err_size)
+{
+    return zip_files(files, count, mtime, 0, CM_BUNDLE_ZIP_MAX, out, out_len, err, err_size);
+}
+
+int cm_bundle_zip_stored(const cm_file_t *files, size_t count, time_t mtime, size_t max, unsigned char **out,
+                         size_t *out_len, char *err, size_t err_size)
+{
+    return zip_files(files, count, mtime, 1, max, out, out_len, err, err_size);
 }

@@ -305,6 +305,31 @@ void cm_httpd_send_bytes(h2o_req_t *req, int status, const char *content_type, c
     h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
 }
 
+static void free_owned(void *slot)
+{
+    free(*(void **)slot);
+}
+
+void cm_httpd_send_owned(h2o_req_t *req, int status, const char *content_type, void *body, size_t len)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    void **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), free_owned);
+    *slot = body; /* freed with the request's pool, once h2o no longer needs the bytes */
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    if (content_type != NULL)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                       strlen(content_type));
+    req->res.content_length = len;
+    h2o_start_response(req, &generator);
+    if (h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("HEAD"))) {
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+        return;
+    }
+    h2o_iovec_t buf = h2o_iovec_init(body, len);
+    h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+}
+
 void cm_httpd_send_empty(h2o_req_t *req, int status)
 {
     static h2o_generator_t generator = {NULL, NULL};

@@ -78,7 +78,8 @@ int cm_path_is(const cm_path_t *p, size_t i, const char *lit)
     return i < p->count && p->len[i] == strlen(lit) && memcmp(p->seg[i], lit, p->len[i]) == 0;
 }
 
-int cm_path_query_param(const char *path, size_t len, const char *name, char *out, size_t out_size)
+int cm_path_query_param_at(const char *path, size_t len, const char *name, size_t index, char *out,
+                           size_t out_size)
 {
     const char *q = memchr(path, '?', len);
     if (q == NULL)
@@ -90,7 +91,7 @@ int cm_path_query_param(const char *path, size_t len, const char *name, char *ou
         const char *stop = amp != NULL ? amp : end;
         const char *eq = memchr(p, '=', (size_t)(stop - p));
         const char *kend = eq != NULL ? eq : stop;
-        if ((size_t)(kend - p) == nlen && memcmp(p, name, nlen) == 0) {
+        if ((size_t)(kend - p) == nlen && memcmp(p, name, nlen) == 0 && index-- == 0) {
             const char *v = eq != NULL ? eq + 1 : stop;
             size_t vlen = (size_t)(stop - v);
             char tmp[CM_PATH_MAX + 1];
@@ -105,4 +106,9 @@ int cm_path_query_param(const char *path, size_t len, const char *name, char *ou
         p = stop + 1;
     }
     return 1;
+}
+
+int cm_path_query_param(const char *path, size_t len, const char *name, char *out, size_t out_size)
+{
+    return cm_path_query_param_at(path, len, name, 0, out, out_size);
 }

@@ -11,6 +11,7 @@
  *   DELETE /admin/v1/passes/{ptid}/{serial}/files/{name}                             200, 404
  * ({name} is one segment, "strip@2x.png", or two, "fr.lproj/logo.png".)
  * Uploads that Wallet would refuse get 422 with every problem (see the README).
+ *   GET   /admin/v1/pkpasses?pass={ptid}/{serial}&...  2 to 10 signed bundles (.pkpasses) 200, 400, 404, 503
  */
 #include "app.h"
 #include "admin.h"
@@ -78,6 +79,9 @@ static int on_admin(void *data, h2o_req_t *req)
         api_admin_put_template(op, req);
         return 0;
     }
+    if (path.count == 3 && cm_path_is(&path, 2, "pkpasses"))
+        return api_admin_get_pkpasses(app, req);
+
     int is_file = (path.count == 7 || path.count == 8) && cm_path_is(&path, 5, "files");
     if ((path.count != 5 && path.count != 6 && !is_file) || !cm_path_is(&path, 2, "passes") ||
         (path.count == 6 && !cm_path_is(&path, 5, "pkpass"))) {

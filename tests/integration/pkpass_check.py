@@ -1,5 +1,6 @@
 """Checks a .pkpass with tools we did not write: Python's zipfile for the archive, hashlib for the
-manifest, and `openssl cms -verify` for the signature."""
+manifest, and `openssl cms -verify` for the signature; then with our own reader (build/bin/pkpass-inspect,
+common/pkpass_reader.c), which must call the bundle "valid" too."""
 import hashlib
 import io
 import json
@@ -7,6 +8,8 @@ import os
 import subprocess
 import tempfile
 import zipfile
+
+from harness import BIN
 
 
 def open_bundle(data):
@@ -41,6 +44,30 @@ def verify_signature(files, ca_file):
         return p.stdout
 
 
+def inspect(data, ca_file):
+    """The report of pkpass-inspect on the bundle, trusting ca_file (see tools/pkpass-inspect/README.md)."""
+    with tempfile.NamedTemporaryFile(suffix=".pkpass") as f:
+        f.write(data)
+        f.flush()
+        p = subprocess.run([os.path.join(BIN, "pkpass-inspect"), "--compact", "--ca", ca_file, f.name],
+                           capture_output=True, text=True)
+    assert p.returncode in (0, 1), (p.returncode, p.stderr)
+    return json.loads(p.stdout)
+
+
+def check_reader(data, ca_file, pass_json):
+    """Our reader's verdict: "valid", no problem and no warning, and the details a signer must get right."""
+    r = inspect(data, ca_file)
+    assert (r["verdict"], r["problems"], r["warnings"]) == ("valid", [], []), r
+    sig = r["signature"]
+    assert sig["signingTime"] is not None and sig["contentVerified"] and sig["issuerEmbedded"], sig
+    assert sig["signer"]["uid"] == pass_json["passTypeIdentifier"], sig["signer"]
+    assert sig["signer"]["teamIdentifier"] == pass_json["teamIdentifier"], sig["signer"]
+    assert [c["wwdr"] for c in sig["certificates"] if not c["signer"]] == ["G4"], sig["certificates"]
+    assert r["manifest"]["digest"] == "sha1" and r["ignored"] == [], r["manifest"]
+    return r
+
+
 def check_bundle(data, ca_file, wwdr_subject_fragment=None):
     files = open_bundle(data)
     check_manifest(files)
@@ -48,4 +75,6 @@ def check_bundle(data, ca_file, wwdr_subject_fragment=None):
     assert "signingTime" in printed, "no signingTime attribute"
     if wwdr_subject_fragment:
         assert wwdr_subject_fragment in printed, "WWDR intermediate not embedded"
-    return files, json.loads(files["pass.json"])
+    pass_json = json.loads(files["pass.json"])
+    check_reader(data, ca_file, pass_json)
+    return files, pass_json

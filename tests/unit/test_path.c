@@ -77,6 +77,23 @@ static void reads_query_parameters(void **state)
     assert_int_equal(cm_path_query_param(big, strlen(big), "a", v, sizeof(v)), -1);
 }
 
+static void reads_repeated_query_parameters(void **state)
+{
+    char v[64];
+    const char *path = "/admin/v1/pkpasses?pass=pass.a/1&x=y&pass=pass.b%2F2&pass=";
+    size_t n = strlen(path);
+    assert_int_equal(cm_path_query_param_at(path, n, "pass", 0, v, sizeof(v)), 0);
+    assert_string_equal(v, "pass.a/1");
+    assert_int_equal(cm_path_query_param_at(path, n, "pass", 1, v, sizeof(v)), 0);
+    assert_string_equal(v, "pass.b/2");
+    assert_int_equal(cm_path_query_param_at(path, n, "pass", 2, v, sizeof(v)), 0);
+    assert_string_equal(v, "");
+    assert_int_equal(cm_path_query_param_at(path, n, "pass", 3, v, sizeof(v)), 1);
+    assert_int_equal(cm_path_query_param_at(path, n, "x", 0, v, sizeof(v)), 0);
+    assert_string_equal(v, "y");
+    assert_int_equal(cm_path_query_param_at(path, n, "x", 1, v, sizeof(v)), 1);
+}
+
 static void validates_identifiers(void **state)
 {
     assert_true(cm_id_is_pass_type("pass.com.example.x-y", 20));
@@ -103,6 +120,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(splits_and_collapses_slashes), cmocka_unit_test(decodes_each_segment),
         cmocka_unit_test(refuses_too_many_or_too_long), cmocka_unit_test(reads_query_parameters),
+        cmocka_unit_test(reads_repeated_query_parameters),
         cmocka_unit_test(validates_identifiers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,6 +19,11 @@
 int cm_bundle_zip(const cm_file_t *files, size_t count, time_t mtime, unsigned char **out, size_t *out_len,
                   char *err, size_t err_size);
 
+/* The same, but every entry is stored uncompressed (for a .pkpasses: its .pkpass files are already
+ * compressed) and the archive may be up to max bytes. */
+int cm_bundle_zip_stored(const cm_file_t *files, size_t count, time_t mtime, size_t max, unsigned char **out,
+                         size_t *out_len, char *err, size_t err_size);
+
 /* 1 when name is acceptable as a path inside a bundle: 1..255 bytes of printable ASCII without '\\',
  * relative, no empty, "." or ".." segment, not ending in '/'. */
 int cm_bundle_name_is_safe(const char *name);

@@ -51,6 +51,9 @@ void cm_httpd_send_error(h2o_req_t *req, int status, const char *fmt, ...)
 /* Replies with status, a Content-Type and the body bytes (copied into the request pool). For HEAD
  * requests the headers (with Content-Length) are sent and the body is not. */
 void cm_httpd_send_bytes(h2o_req_t *req, int status, const char *content_type, const void *body, size_t len);
+/* The same without the copy, for large bodies: takes body (malloc'd), which is freed with the request
+ * (also when the client goes away before it was sent). */
+void cm_httpd_send_owned(h2o_req_t *req, int status, const char *content_type, void *body, size_t len);
 /* Replies with status and an empty body (204, 304, 200 "no content"). */
 void cm_httpd_send_empty(h2o_req_t *req, int status);
 

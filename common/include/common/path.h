@@ -30,5 +30,9 @@ int cm_path_is(const cm_path_t *p, size_t i, const char *lit);
 /* Finds name in the query of path (after '?'), percent-decodes its value (with '+' as space) into
  * out (NUL-terminated). Returns 0, 1 when absent, -1 when malformed or longer than out_size - 1. */
 int cm_path_query_param(const char *path, size_t len, const char *name, char *out, size_t out_size);
+/* The same for the index-th occurrence of name (0 is the first), for repeated parameters
+ * ("?pass=a&pass=b"). Returns 1 when there are not that many. */
+int cm_path_query_param_at(const char *path, size_t len, const char *name, size_t index, char *out,
+                           size_t out_size);
 
 #endif
