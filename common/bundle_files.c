@@ -1,19 +1,16 @@
 /*
  * File-level rules of a pass; see common/bundle_files.h.
  *
- * pass.strings is decoded to UTF-8 with iconv (UTF-16 by its byte order mark, else UTF-8, which
- * iconv also validates) and then read by a small scanner of the .strings grammar: quoted strings with
- * backslash escapes, '=', ';', whitespace and comments. Nothing else here parses: PNG is recognised by
- * its signature and header chunk only.
+ * pass.strings is read by the one pass.strings parser (common/pkpass_strings.h), the bundle reader's
+ * too. Nothing else here parses: PNG is recognised by its signature and header chunk only.
  */
 #include "common/bundle_files.h"
 #include "common/bundle_zip.h"
+#include "common/pkpass_strings.h"
 
-#include <errno.h>
-#include <iconv.h>
+#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -109,157 +106,14 @@ int cm_bundle_files_lproj_is_valid(const char *folder, size_t len)
 
 /* ---- pass.strings ---- */
 
-/* Decodes data from the encoding its byte order mark names (UTF-8 without one) into a malloc'd UTF-8
- * text. Returns it with *out_len, or NULL with the problem in msg. */
-static char *decode_strings(const unsigned char *data, size_t len, size_t *out_len, char *msg,
-                            size_t msg_size)
-{
-    const char *from = "UTF-8";
-    size_t skip = 0;
-    if (len >= 2 && data[0] == 0xff && data[1] == 0xfe) {
-        from = "UTF-16LE";
-        skip = 2;
-    } else if (len >= 2 && data[0] == 0xfe && data[1] == 0xff) {
-        from = "UTF-16BE";
-        skip = 2;
-    } else if (len >= 3 && data[0] == 0xef && data[1] == 0xbb && data[2] == 0xbf) {
-        skip = 3;
-    }
-    iconv_t cd = iconv_open("UTF-8", from);
-    if (cd == (iconv_t)-1)
-        abort();              /* glibc always has these */
-    size_t cap = 2 * len + 4; /* UTF-16 -> UTF-8 grows at most 3/2; UTF-8 -> UTF-8 not at all */
-    char *text = malloc(cap);
-    if (text == NULL)
-        abort();
-    char *in = (char *)data + skip, *out = text;
-    size_t in_left = len - skip, out_left = cap;
-    size_t rc = iconv(cd, &in, &in_left, &out, &out_left);
-    iconv_close(cd);
-    if (rc == (size_t)-1 || in_left != 0) {
-        if (skip == 2)
-            snprintf(msg, msg_size, "is not valid %s (it starts with that byte order mark)", from);
-        else if (skip == 3)
-            snprintf(msg, msg_size, "is not valid UTF-8 (it starts with a UTF-8 byte order mark)");
-        else
-            snprintf(msg, msg_size, "is neither UTF-8 nor UTF-16 with a byte order mark (FF FE or FE FF)");
-        free(text);
-        return NULL;
-    }
-    *out_len = (size_t)(out - text);
-    if (memchr(text, '\0', *out_len) != NULL) {
-        snprintf(msg, msg_size, "holds NUL characters: UTF-16 text needs a byte order mark (FF FE or FE FF)");
-        free(text);
-        return NULL;
-    }
-    return text;
-}
-
-typedef struct scanner {
-    const char *t;
-    size_t n, i;
-    int line;
-} scanner_t;
-
-/* Skips whitespace and comments. Returns 0, or -1 for a comment that is not closed. */
-static int skip_blank(scanner_t *s)
-{
-    while (s->i < s->n) {
-        char c = s->t[s->i];
-        if (c == '\n') {
-            s->line++;
-            s->i++;
-        } else if (c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v') {
-            s->i++;
-        } else if (c == '/' && s->i + 1 < s->n && s->t[s->i + 1] == '*') {
-            s->i += 2;
-            while (s->i + 1 < s->n && !(s->t[s->i] == '*' && s->t[s->i + 1] == '/'))
-                s->line += s->t[s->i++] == '\n';
-            if (s->i + 1 >= s->n)
-                return -1;
-            s->i += 2;
-        } else if (c == '/' && s->i + 1 < s->n && s->t[s->i + 1] == '/') {
-            while (s->i < s->n && s->t[s->i] != '\n')
-                s->i++;
-        } else {
-            break;
-        }
-    }
-    return 0;
-}
-
-/* Reads a quoted string at the position. 1 read, 0 no quote here, -1 not closed. */
-static int quoted(scanner_t *s)
-{
-    if (s->i >= s->n || s->t[s->i] != '"')
-        return 0;
-    for (s->i++; s->i < s->n && s->t[s->i] != '"'; s->i++) {
-        if (s->t[s->i] == '\\' && s->i + 1 < s->n)
-            s->i++;
-        s->line += s->t[s->i] == '\n';
-    }
-    if (s->i >= s->n)
-        return -1;
-    s->i++;
-    return 1;
-}
-
-static int parse_strings(const char *text, size_t len, char *msg, size_t msg_size)
-{
-    scanner_t s = {text, len, 0, 1};
-    for (;;) {
-        if (skip_blank(&s) != 0)
-            goto open_comment;
-        if (s.i == s.n)
-            return 0;
-        int start = s.line, q = quoted(&s);
-        if (q <= 0) {
-            snprintf(msg, msg_size,
-                     q == 0 ? "line %d: expected a quoted key (\"key\" = \"value\";)"
-                            : "line %d: a quoted string is not closed",
-                     start);
-            return -1;
-        }
-        if (skip_blank(&s) != 0)
-            goto open_comment;
-        if (s.i == s.n || s.t[s.i] != '=') {
-            snprintf(msg, msg_size, "line %d: expected = after the key", s.line);
-            return -1;
-        }
-        s.i++;
-        if (skip_blank(&s) != 0)
-            goto open_comment;
-        start = s.line;
-        q = quoted(&s);
-        if (q <= 0) {
-            snprintf(msg, msg_size,
-                     q == 0 ? "line %d: expected a quoted value after ="
-                            : "line %d: a quoted string is not closed",
-                     start);
-            return -1;
-        }
-        if (skip_blank(&s) != 0)
-            goto open_comment;
-        if (s.i == s.n || s.t[s.i] != ';') {
-            snprintf(msg, msg_size, "line %d: expected ; after the value", s.line);
-            return -1;
-        }
-        s.i++;
-    }
-open_comment:
-    snprintf(msg, msg_size, "line %d: a comment is not closed", s.line);
-    return -1;
-}
-
 int cm_bundle_files_strings_check(const unsigned char *data, size_t len, char *msg, size_t msg_size)
 {
-    size_t text_len = 0;
-    char *text = decode_strings(data, len, &text_len, msg, msg_size);
-    if (text == NULL)
+    json_t *entries = NULL;
+    const char *encoding = NULL;
+    if (cm_pkpass_strings_parse(data, len, &entries, &encoding, msg, msg_size) != 0)
         return -1;
-    int rc = parse_strings(text, text_len, msg, msg_size);
-    free(text);
-    return rc;
+    json_decref(entries);
+    return 0;
 }
 
 /* ---- whole pass models ---- */

@@ -147,8 +147,15 @@ static int decode(const unsigned char *d, size_t n, buf_t *out, const char **enc
     size_t start = i;
     while (i < n) {
         size_t k = d[i] != 0 ? utf8_sequence(d + i, n - i) : 0;
+        if (k == 0 && d[i] == 0) {
+            /* most likely UTF-16 saved without its byte order mark */
+            fail(err, err_size, "a NUL byte at line %d: UTF-16 text needs a byte order mark (FF FE or FE FF)",
+                 line_at((const char *)d + start, i - start));
+            return -1;
+        }
         if (k == 0) {
-            fail(err, err_size, "neither UTF-8 nor UTF-16 with a byte order mark: byte 0x%02x at line %d",
+            fail(err, err_size,
+                 "neither UTF-8 nor UTF-16 with a byte order mark (FF FE or FE FF): byte 0x%02x at line %d",
                  d[i], line_at((const char *)d + start, i - start));
             return -1;
         }
@@ -340,9 +347,13 @@ static int parse(parser_t *p, json_t *obj)
             p->i++;
             if (skip_blank(p) != 0 || read_string(p, &value, "value") != 0 || skip_blank(p) != 0)
                 goto out;
-        } else {
-            value.len = 0;
+        } else if (p->i < p->n && p->t[p->i] == ';') {
+            value.len = 0; /* the short form "key"; */
             buf_add(&value, key.b, key.len);
+        } else {
+            fail(p->err, p->err_size, "expected '=' or ';' after the key \"%.60s\" at line %d", key.b,
+                 line_at(p->t, p->i));
+            goto out;
         }
         if (p->i >= p->n || p->t[p->i] != ';') {
             fail(p->err, p->err_size, "expected ';' after the entry \"%.60s\" at line %d", key.b,

@@ -8,8 +8,8 @@ seconds=${1:-30}
 command -v clang >/dev/null || { echo "fuzz.sh needs clang (apt-get install clang)" >&2; exit 1; }
 CC=clang cmake -S . -B build-fuzz -DPASSKIT_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-fuzz -j"$(nproc)" --target fuzz_path fuzz_httpdate fuzz_merge_patch fuzz_template_zip \
-  fuzz_pass_strings fuzz_passjson_check fuzz_pkpass_reader fuzz_pkpass_strings
-for target in path httpdate merge_patch template_zip pass_strings passjson_check pkpass_reader pkpass_strings; do
+  fuzz_passjson_check fuzz_pkpass_reader fuzz_pkpass_strings
+for target in path httpdate merge_patch template_zip passjson_check pkpass_reader pkpass_strings; do
   work=build-fuzz/corpus-$target
   mkdir -p "$work"
   cp -n fuzz/corpus/$target/* "$work"/ 2>/dev/null || true

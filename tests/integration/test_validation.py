@@ -147,16 +147,19 @@ class ValidationTest(StackTestCase):
              [p("en.lproj/readme.txt", "does not belong in a .lproj folder (it holds pass.strings and PNG images)")]),
             ({"de.lproj/logo.png": PNG_1X1}, [p("de.lproj/logo.png", "logo.png " + BOTH)]),
             ({"de.lproj/pass.strings": '"a" = "b"\n"c" = "d";'},
-             [p("de.lproj/pass.strings", "line 2: expected ; after the value")]),
-            ({"de.lproj/pass.strings": '/* no end'}, [p("de.lproj/pass.strings", "line 1: a comment is not closed")]),
-            ({"de.lproj/pass.strings": 'GATE = "Tor";'},
-             [p("de.lproj/pass.strings", 'line 1: expected a quoted key ("key" = "value";)')]),
+             [p("de.lproj/pass.strings", "expected ';' after the entry \"a\" at line 2")]),
+            ({"de.lproj/pass.strings": '/* no end'}, [p("de.lproj/pass.strings", "unterminated comment at line 1")]),
+            ({"de.lproj/pass.strings": "'GATE' = \"Tor\";"},
+             [p("de.lproj/pass.strings", "expected a key (a quoted string) at line 1, found '''")]),
+            ({"de.lproj/pass.strings": '"GATE" = "Tor";\n"GATE" = "Gate";'},
+             [p("de.lproj/pass.strings", 'the key "GATE" appears twice (again at line 2)')]),
             ({"de.lproj/pass.strings": '"GATE" = "T\xf6r";'.encode("latin-1")},
-             [p("de.lproj/pass.strings", "is neither UTF-8 nor UTF-16 with a byte order mark (FF FE or FE FF)")]),
+             [p("de.lproj/pass.strings",
+                "neither UTF-8 nor UTF-16 with a byte order mark (FF FE or FE FF): byte 0xf6 at line 1")]),
             ({"de.lproj/pass.strings": '"GATE" = "Tor";'.encode("utf-16-le")},
-             [p("de.lproj/pass.strings", "holds NUL characters: UTF-16 text needs a byte order mark (FF FE or FE FF)")]),
+             [p("de.lproj/pass.strings", "a NUL byte at line 1: UTF-16 text needs a byte order mark (FF FE or FE FF)")]),
             ({"de.lproj/pass.strings": utf16('"GATE" = "Tor";')[:-1]},
-             [p("de.lproj/pass.strings", "is not valid UTF-16LE (it starts with that byte order mark)")]),
+             [p("de.lproj/pass.strings", "UTF-16 text with an odd number of bytes (31)")]),
         ]
         for extra, problems in cases:
             with self.subTest(extra=list(extra)):
@@ -171,7 +174,7 @@ class ValidationTest(StackTestCase):
         files = dict(sample_template(), **{
             "fr.lproj/pass.strings": utf16(strings), "de.lproj/pass.strings": utf16(strings, big_endian=True),
             "es.lproj/pass.strings": b"\xef\xbb\xbf" + strings.encode(), "it.lproj/pass.strings": strings.encode(),
-            "pt-BR.lproj/pass.strings": '"a" = "b";', "zh-Hans.lproj/strip.png": PNG_1X1,
+            "pt-BR.lproj/pass.strings": '"a" = "b";\nGATE = Tor;\n"short";', "zh-Hans.lproj/strip.png": PNG_1X1,
             "zh_CN.lproj/strip.png": PNG_1X1, "es-419.lproj/strip.png": PNG_1X1})
         r = self.put_template("t-locales", files)
         self.assertEqual(r.status, 201, r.body)

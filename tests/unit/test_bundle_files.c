@@ -144,23 +144,28 @@ static void strings_encodings(void **state)
     const char *bom = "\xef\xbb\xbf\"GATE\" = \"Porte \xc3\xa0 gauche\";\n";
     assert_int_equal(strings_check(bom, strlen(bom), msg), 0);
     assert_int_equal(strings_check("", 0, msg), 0);
+    /* old-style property list forms Wallet reads too: unquoted words, the short form "key"; */
+    const char *plist = "GATE = Tor;\n\"short\";\nurl = https://example.com/a_b-c.d$e;";
+    assert_int_equal(strings_check(plist, strlen(plist), msg), 0);
 
     /* UTF-16 without a BOM reads as UTF-8 with NULs */
     n = utf16("\"a\" = \"b\";", 0, buf);
     assert_int_equal(strings_check(buf + 2, n - 2, msg), -1);
-    assert_string_equal(msg, "holds NUL characters: UTF-16 text needs a byte order mark (FF FE or FE FF)");
+    assert_string_equal(msg, "a NUL byte at line 1: UTF-16 text needs a byte order mark (FF FE or FE FF)");
     /* an odd byte after a UTF-16 BOM */
     n = utf16("\"a\" = \"b\";", 0, buf);
     assert_int_equal(strings_check(buf, n - 1, msg), -1);
-    assert_string_equal(msg, "is not valid UTF-16LE (it starts with that byte order mark)");
+    assert_string_equal(msg, "UTF-16 text with an odd number of bytes (21)");
     /* a lone surrogate */
     const unsigned char lone[] = {0xfe, 0xff, 0xd8, 0x00, 0x00, 0x41};
     assert_int_equal(strings_check(lone, sizeof(lone), msg), -1);
-    assert_string_equal(msg, "is not valid UTF-16BE (it starts with that byte order mark)");
+    assert_string_equal(msg, "invalid UTF-16 (lone surrogate U+D800) at line 1");
     assert_int_equal(strings_check("\"a\" = \"\xe9t\xe9\";", 11, msg), -1);
-    assert_string_equal(msg, "is neither UTF-8 nor UTF-16 with a byte order mark (FF FE or FE FF)");
+    assert_string_equal(
+        msg, "neither UTF-8 nor UTF-16 with a byte order mark (FF FE or FE FF): byte 0xe9 at line 1");
     assert_int_equal(strings_check("\xef\xbb\xbf\"a\" = \"\xff\";", 12, msg), -1);
-    assert_string_equal(msg, "is not valid UTF-8 (it starts with a UTF-8 byte order mark)");
+    assert_string_equal(
+        msg, "neither UTF-8 nor UTF-16 with a byte order mark (FF FE or FE FF): byte 0xff at line 1");
 }
 
 static void strings_grammar(void **state)
@@ -169,15 +174,17 @@ static void strings_grammar(void **state)
     struct {
         const char *text, *want;
     } cases[] = {
-        {"EVENT = \"x\";", "line 1: expected a quoted key (\"key\" = \"value\";)"},
-        {"\"a\" = \"b\";\n\"c\" \"d\";", "line 2: expected = after the key"},
-        {"\"a\" =\n\n x;", "line 3: expected a quoted value after ="},
-        {"\"a\" = \"b\"\n\"c\" = \"d\";", "line 2: expected ; after the value"},
-        {"\"a\" = \"b\";\n/* open", "line 2: a comment is not closed"},
-        {"\"a\" = \"b\";\n\"c\" = \"d\n\n", "line 2: a quoted string is not closed"},
-        {"\n\"ab", "line 2: a quoted string is not closed"},
-        {"\"a\" = \"b\"", "line 1: expected ; after the value"},
-        {"\"a\"", "line 1: expected = after the key"},
+        {"'EVENT' = \"x\";", "expected a key (a quoted string) at line 1, found '''"},
+        {"\"a\" = \"b\";\n\"c\" \"d\";", "expected '=' or ';' after the key \"c\" at line 2"},
+        {"\"a\" =\n\n ;", "expected a value (a quoted string) at line 3, found ';'"},
+        {"\"a\" = \"b\"\n\"c\" = \"d\";", "expected ';' after the entry \"a\" at line 2"},
+        {"\"a\" = \"b\";\n/* open", "unterminated comment at line 2"},
+        {"\"a\" = \"b\";\n\"c\" = \"d\n\n", "unterminated string starting at line 2"},
+        {"\n\"ab", "unterminated string starting at line 2"},
+        {"\"a\" = \"b\"", "expected ';' after the entry \"a\" at line 1"},
+        {"\"a\"", "expected '=' or ';' after the key \"a\" at line 1"},
+        {"\"a\" = \"b\";\n\"a\" = \"c\";", "the key \"a\" appears twice (again at line 2)"},
+        {"\"a\" = \"\\x41\";", "unknown escape \\x at line 1"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         assert_int_equal(strings_check(cases[i].text, strlen(cases[i].text), msg), -1);
@@ -227,7 +234,7 @@ static void broken_model(void **state)
         "images: is not a localization folder: a pass holds only .lproj folders (like en.lproj)\n"
         "english.lproj: " MSG_BAD_LPROJ "\n"
         "english.lproj/logo.png: logo.png " MSG_BOTH "\n"
-        "en.lproj/pass.strings: line 1: expected = after the key\n"
+        "en.lproj/pass.strings: expected '=' or ';' after the key \"a\" at line 1\n"
         "en.lproj/logo.png: logo.png " MSG_BOTH "\n"
         "en.lproj/readme.txt: does not belong in a .lproj folder (it holds pass.strings and PNG images)\n"
         "de.lproj/thumbnail.png: not a PNG image\n"

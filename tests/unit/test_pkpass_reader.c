@@ -802,7 +802,7 @@ static void strings_errors(void **state)
     strings_error(comment, strlen(comment), "unterminated comment at line 1");
     const char latin1[] = "\"a\" = \"\xe4\";";
     strings_error(latin1, strlen(latin1),
-                  "neither UTF-8 nor UTF-16 with a byte order mark: byte 0xe4 at line 1");
+                  "neither UTF-8 nor UTF-16 with a byte order mark (FF FE or FE FF): byte 0xe4 at line 1");
     const unsigned char odd[] = {0xfe, 0xff, 0, '"', 0};
     strings_error(odd, sizeof(odd), "UTF-16 text with an odd number of bytes (5)");
     const unsigned char lone[] = {0xfe, 0xff, 0, '"', 0xdc, 0x00};

@@ -1,7 +1,7 @@
 /*
  * The rules the files of a pass follow, beyond pass.json itself (Apple's PassKit package format:
  * "Creating the source for a pass", "Why Wallet rejects a pass"). Pure functions: no I/O,
- * thread-safe (iconv descriptors are opened per call).
+ * thread-safe.
  *
  * A pass holds, at the top level, pass.json, PNG images (icon.png required) and personalization.json,
  * and localization folders "<language>[-<script>][-<region>].lproj" holding pass.strings and PNG images.
@@ -29,9 +29,10 @@ const char *cm_bundle_files_png_problem(const unsigned char *data, size_t len);
  * then ".lproj" ("en.lproj", "pt-BR.lproj", "zh-Hans.lproj", "zh_CN.lproj", "es-419.lproj"). */
 int cm_bundle_files_lproj_is_valid(const char *folder, size_t len);
 
-/* 0 when data[0..len) is a pass.strings file: UTF-16 with a byte order mark (FF FE or FE FF), or
- * UTF-8 with or without one, holding "key" = "value"; entries, with block and line comments.
- * Otherwise -1 and a sentence in msg ("line 3: expected ; after the value"). */
+/* 0 when data[0..len) is a pass.strings file as cm_pkpass_strings_parse (common/pkpass_strings.h)
+ * reads it: UTF-16 with a byte order mark (FF FE or FE FF), or UTF-8 with or without one, holding
+ * "key" = "value"; entries, with block and line comments, each key once. Otherwise -1 and that
+ * parser's sentence, with its line, in msg ("expected ';' after the entry \"a\" at line 3"). */
 int cm_bundle_files_strings_check(const unsigned char *data, size_t len, char *msg, size_t msg_size);
 
 /* Checks the files of a pass model (a template) and appends one problem per broken rule, named by

@@ -1,6 +1,7 @@
 /*
  * pass.strings, the localized strings of a pass (en.lproj/pass.strings): lines of "key" = "value";
- * in Apple's old-style property list syntax. Apple asks for UTF-16; UTF-8 is read too.
+ * in Apple's old-style property list syntax. Apple asks for UTF-16; UTF-8 is read too. The one parser
+ * of these files: the bundle reader uses it, and so does the check at upload (common/bundle_files.h).
  */
 #ifndef COMMON_PKPASS_STRINGS_H
 #define COMMON_PKPASS_STRINGS_H
