@@ -5,7 +5,11 @@ for pidfile in .run/pusher*.pid .run/api.pid .run/signer.pid .run/apns.pid .run/
   [ -f "$pidfile" ] || continue
   pid=$(cat "$pidfile")
   if kill "$pid" 2>/dev/null; then
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 400); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "$pidfile: pid $pid still running after 40 s, killing it" >&2
+      kill -9 "$pid" 2>/dev/null || true
+    fi
   fi
   rm -f "$pidfile"
 done

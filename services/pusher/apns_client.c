@@ -165,6 +165,7 @@ static void on_result(void *owner, const pusher_apns_result_t *r)
         return;
     case PUSHER_APNS_ANSWERED:
         p->attempts++;
+        p->answered++;
         p->status = r->status;
         p->latency_us = r->latency_us;
         pusher_outcome_reason(r->body, r->body_len, p->reason, sizeof(p->reason));
@@ -275,6 +276,15 @@ static void dispatch(pusher_apns_t *a, run_t *run, topic_t *t, uint64_t now)
         now < t->next_connect_ms)
         return;
     open_conn(a, t);
+}
+
+/* Pushes of the run submitted on a connection and not settled yet. */
+static size_t in_flight(const pusher_apns_t *a, const run_t *run)
+{
+    size_t waiting = run->timers.count;
+    for (size_t t = 0; t < a->ntopics; t++)
+        waiting += a->topics[t].ready.count;
+    return run->remaining - waiting;
 }
 
 static size_t count_conns(const pusher_apns_t *a)
@@ -572,10 +582,15 @@ int pusher_apns_run(pusher_apns_t *a, pusher_push_t *pushes, size_t n, const pus
             break;
         }
         uint64_t now = pusher_now_ms();
+        int draining = hooks->should_drain(ctx);
+        if (draining && in_flight(a, &run) == 0) {
+            rc = 1;
+            break;
+        }
         size_t i;
-        while ((i = pusher_apns_timers_pop_due(&run.timers, pushes, now)) != PUSHER_APNS_NIL)
+        while (!draining && (i = pusher_apns_timers_pop_due(&run.timers, pushes, now)) != PUSHER_APNS_NIL)
             pusher_apns_fifo_push_back(&a->topics[pushes[i].topic].ready, pushes, i);
-        for (size_t t = 0; t < a->ntopics; t++)
+        for (size_t t = 0; t < a->ntopics && !draining; t++)
             dispatch(a, &run, &a->topics[t], now);
         flush_all(a);
         if (run.finished > 0 || now - last_tick >= APNS_TICK_MS) {
@@ -607,7 +622,7 @@ int pusher_apns_run(pusher_apns_t *a, pusher_push_t *pushes, size_t n, const pus
              * still being set up would time out. It was opened for traffic that is gone: drop it. */
             if (!pusher_apns_conn_is_established(tp->conns[k]))
                 close_conn_as(a, tp, k, 1);
-            else if (rc != 0)
+            else if (rc < 0)
                 pusher_apns_conn_orphan(tp->conns[k]);
         }
     }

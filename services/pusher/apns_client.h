@@ -46,6 +46,7 @@ typedef struct pusher_push {
     long status;                    /* last HTTP status, 0 when there was no HTTP answer */
     char reason[PUSHER_REASON_MAX]; /* last APNs reason, or the transport error */
     uint64_t latency_us;            /* last attempt: request sent -> answer (or failure) */
+    int answered;                   /* attempts that got an HTTP answer (the others: transport failures) */
     pusher_apns_link_t link;        /* private to apns_client.c */
 } pusher_push_t;
 
@@ -58,6 +59,9 @@ typedef struct pusher_apns_hooks {
     void (*on_tick)(void *ctx);
     /* Polled every round: non-zero aborts the run (remaining pushes get no on_done). */
     int (*should_abort)(void *ctx);
+    /* Polled every round: non-zero stops starting attempts (waiting pushes and retries are left
+     * alone); the run returns 1 once the requests in flight are answered. Those left get no on_done. */
+    int (*should_drain)(void *ctx);
 } pusher_apns_hooks_t;
 
 typedef struct pusher_apns_options {
@@ -96,7 +100,8 @@ const char *pusher_apns_topic_name(const pusher_apns_t *apns, size_t topic);
  * hooks->on_done) or hooks->should_abort() says stop. pushes stays the caller's, but must not be
  * touched by anyone else until the call returns. Returns 0, or -1 when aborted (requests still in
  * flight are forgotten: their answers are read and dropped). Hooks run on this thread, from inside
- * the call, and must not call back into the client. */
+ * the call, and must not call back into the client. Returns 1 when it stopped early because
+ * should_drain said so (nothing left in flight). */
 int pusher_apns_run(pusher_apns_t *apns, pusher_push_t *pushes, size_t n, const pusher_apns_hooks_t *hooks,
                     void *ctx);
 

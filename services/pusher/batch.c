@@ -44,10 +44,11 @@ typedef struct batch {
     const pusher_batch_env_t *env;
     pusher_event_t *events;
     size_t nevents;
-    int redis_broken;
+    int redis_broken, drain_logged;
     char err[256];
     uint64_t last_touch;
-    size_t ok, removed, devices_removed, retried, rejected, cert_refused, deadlettered, unanswered, skipped;
+    size_t ok, removed, devices_removed, retried, rejected, cert_refused, deadlettered, unanswered, skipped,
+        left_pending;
 } batch_t;
 
 static void queue_ack(const pusher_event_t *ev)
@@ -125,7 +126,7 @@ static void log_no_certificate_once(const pusher_event_t *ev)
             return;
     CM_LOG(CM_LOG_ERROR,
            "event=no_certificate ptid=%s serial=%s id=%s reason=\"no certificate loaded for this pass type: "
-           "events of it are acknowledged without pushing\" note=\"logged once per pass type\"",
+           "its entries are left pending for a pusher that has one\" note=\"logged once per pass type\"",
            ev->ptid, ev->serial, ev->id);
     if (no_cert_count < NO_CERT_LOGGED_MAX) {
         no_cert_logged = pusher_xrealloc(no_cert_logged, no_cert_count + 1, sizeof(*no_cert_logged));
@@ -138,6 +139,7 @@ static void mark_broken(batch_t *b, const char *what)
     if (!b->redis_broken) {
         CM_LOG(CM_LOG_ERROR, "event=redis_error call=%s error=\"%s\"", what, b->err);
         pusher_metrics_redis_error(what);
+        pusher_status_set_redis(0);
     }
     b->redis_broken = 1;
 }
@@ -163,6 +165,23 @@ static void touch(batch_t *b)
                 ids[n++] = b->events[i].id;
         if (n > 0 && pusher_events_touch(b->env->redis, (enum pusher_stream)s, b->env->consumer, ids, n,
                                          b->err, sizeof(b->err)) != 0)
+            mark_broken(b, "XCLAIM");
+    }
+    free(ids);
+}
+
+/* Entries of a pass type this pusher has no certificate for: left pending but made claimable by the
+ * other pushers at once (one of them may have the certificate: a rollout in progress). */
+static void release_unhandled(batch_t *b)
+{
+    const char **ids = pusher_xcalloc(b->nevents, sizeof(*ids));
+    for (int s = 0; s < PUSHER_NSTREAMS && !b->redis_broken; s++) {
+        size_t n = 0;
+        for (size_t i = 0; i < b->nevents; i++)
+            if (b->events[i].keep_pending && b->events[i].stream == (enum pusher_stream)s)
+                ids[n++] = b->events[i].id;
+        if (n > 0 && pusher_events_release(b->env->redis, (enum pusher_stream)s, b->env->consumer, ids, n,
+                                           b->env->claim_idle_ms, b->err, sizeof(b->err)) != 0)
             mark_broken(b, "XCLAIM");
     }
     free(ids);
@@ -272,10 +291,11 @@ static void on_done(void *ctx, pusher_push_t *p, enum pusher_outcome outcome)
     case PUSHER_OUTCOME_ABANDONED: {
         char tok[9];
         pusher_outcome_token_prefix(p->token, tok);
-        if (p->status == 0) {
-            /* APNs never answered (unreachable the whole time): nothing was decided about this push.
-             * Its items stay pending and XAUTOCLAIM hands them out again after PUSHER_CLAIM_IDLE_MS, so
-             * an outage delays pushes but loses none. */
+        if (p->answered < p->attempts) {
+            /* Some attempts got no answer at all (APNs unreachable for part of the time): this looks
+             * like an outage, not a refusal. Its items stay pending and XAUTOCLAIM hands them out again
+             * after PUSHER_CLAIM_IDLE_MS, so an outage delays pushes but loses none. Only a push that
+             * APNs answered with 429/5xx every time is dead-lettered. */
             b->unanswered++;
             CM_LOG(CM_LOG_ERROR, "event=push_unanswered ptid=%s token=%s attempts=%d reason=\"%s\"", ptid,
                    tok, p->attempts, p->reason);
@@ -326,12 +346,27 @@ static void on_tick(void *ctx)
     batch_t *b = ctx;
     flush(b);
     touch(b);
+    pusher_metrics_apns(b->env->apns);
 }
 
 static int should_abort(void *ctx)
 {
     batch_t *b = ctx;
     return *b->env->stop_now != 0;
+}
+
+static int should_drain(void *ctx)
+{
+    batch_t *b = ctx;
+    if (*b->env->stop_requested == 0)
+        return 0;
+    if (!b->drain_logged) {
+        b->drain_logged = 1;
+        CM_LOG(CM_LOG_INFO,
+               "event=stop_requested action=drain note=\"collecting the answers in flight; a second "
+               "signal stops at once\"");
+    }
+    return 1;
 }
 
 int pusher_batch_process(const pusher_batch_env_t *env, pusher_event_t *events, size_t n, const char *source,
@@ -348,9 +383,12 @@ int pusher_batch_process(const pusher_batch_env_t *env, pusher_event_t *events, 
     for (size_t i = 0; i < n; i++) {
         pusher_event_t *ev = &events[i];
         if (ev->kind == PUSHER_EVENT_PUSH && (topics[i] = pusher_apns_topic(env->apns, ev->ptid)) < 0) {
+            /* Another pusher may have the certificate (a rollout in progress): never acknowledge. The
+             * entry stays pending and XAUTOCLAIM hands it out again after PUSHER_CLAIM_IDLE_MS. */
             log_no_certificate_once(ev);
             ev->kind = PUSHER_EVENT_SKIP;
             ev->skip_reason = "no_certificate";
+            ev->keep_pending = 1;
         } else if (ev->kind == PUSHER_EVENT_SKIP) {
             CM_LOG(strcmp(ev->skip_reason, PUSHER_SKIP_NOTHING_TO_PUSH) == 0 ? CM_LOG_DEBUG : CM_LOG_WARN,
                    "event=event_skipped id=%s stream=%s type=\"%s\" reason=%s", ev->id,
@@ -363,18 +401,28 @@ int pusher_batch_process(const pusher_batch_env_t *env, pusher_event_t *events, 
     for (size_t i = 0; i < n; i++) {
         if (events[i].kind == PUSHER_EVENT_SKIP)
             b.skipped++;
-        if (events[i].pending == 0 && !events[i].acked)
+        if (events[i].pending == 0 && !events[i].acked && !events[i].keep_pending)
             queue_ack(&events[i]);
     }
     pusher_metrics_items(events, n, lookup.chunks_written);
     flush(&b);
+    release_unhandled(&b);
     if (b.redis_broken)
         goto fail;
 
-    pusher_apns_hooks_t hooks = {on_done, on_retry, on_tick, should_abort};
-    if (pusher_apns_run(env->apns, pushes, npushes, &hooks, &b) != 0) {
+    pusher_apns_hooks_t hooks = {on_done, on_retry, on_tick, should_abort, should_drain};
+    int ran = pusher_apns_run(env->apns, pushes, npushes, &hooks, &b);
+    if (ran < 0) {
         snprintf(err, err_size, "batch aborted by a second stop signal: unfinished items stay pending");
         goto out;
+    }
+    if (ran > 0) {
+        for (size_t i = 0; i < n; i++)
+            b.left_pending += events[i].pending > 0;
+        CM_LOG(CM_LOG_INFO,
+               "event=batch_drained items_left_pending=%zu reason=\"stop requested: answers in flight were "
+               "collected, pushes waiting for a retry are left to the next pusher\"",
+               b.left_pending);
     }
     flush(&b);
     if (b.redis_broken)

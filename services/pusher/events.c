@@ -77,7 +77,7 @@ void pusher_events_clear(pusher_event_t *events, size_t n)
 
 static int copy_field(const redisReply *v, char *dst, size_t size)
 {
-    if (v->type != REDIS_REPLY_STRING || v->len >= size)
+    if (v->type != REDIS_REPLY_STRING || v->len >= size || memchr(v->str, '\0', v->len) != NULL)
         return -1;
     memcpy(dst, v->str, v->len);
     dst[v->len] = '\0';
@@ -172,7 +172,8 @@ static int parse_entry(const redisReply *e, enum pusher_stream stream, pusher_ev
         } else if (strcmp(k->str, "event") == 0 && stream == PUSHER_STREAM_FANOUT) {
             dst = ev->origin, size = sizeof(ev->origin);
         } else if (strcmp(k->str, "devices") == 0 && stream == PUSHER_STREAM_FANOUT) {
-            if (ev->devices == NULL && v->len <= PUSHER_FANOUT_CHUNK_MAX * (CM_ID_MAX + 1))
+            if (ev->devices == NULL && v->len <= PUSHER_FANOUT_CHUNK_MAX * (CM_ID_MAX + 1) &&
+                memchr(v->str, '\0', v->len) == NULL)
                 ev->devices = pusher_xstrdup(v->str);
             else
                 too_long = 1;
@@ -235,7 +236,8 @@ static int stream_of(const redisReply *name, enum pusher_stream *out)
 
 int pusher_events_read(redisContext *c, const char *consumer, const char *const starts[PUSHER_NSTREAMS],
                        size_t count, long block_ms, volatile sig_atomic_t *blocking_fd,
-                       pusher_event_t *events, size_t *n, char *err, size_t err_size)
+                       const volatile sig_atomic_t *stop, pusher_event_t *events, size_t *n, char *err,
+                       size_t err_size)
 {
     char count_s[24], block_s[24];
     snprintf(count_s, sizeof(count_s), "%zu", count);
@@ -267,6 +269,13 @@ int pusher_events_read(redisContext *c, const char *consumer, const char *const 
     if (blocking) {
         set_timeout_ms(c, block_ms + PUSHER_REDIS_TIMEOUT_MS);
         *blocking_fd = c->fd;
+        /* A stop signal that came before the line above could not shut this socket down. */
+        if (stop != NULL && *stop) {
+            *blocking_fd = -1;
+            set_timeout_ms(c, PUSHER_REDIS_TIMEOUT_MS);
+            *n = 0;
+            return 0;
+        }
     }
     redisReply *r = command_argv(c, argc, argv, err, err_size);
     if (blocking) {
@@ -361,6 +370,32 @@ int pusher_events_ack(redisContext *c, enum pusher_stream stream, const char *co
 {
     const char *head[] = {"XACK", stream_keys[stream], CM_EVENTS_GROUP};
     return ids_command(c, head, 3, ids, n, NULL, err, err_size);
+}
+
+int pusher_events_release(redisContext *c, enum pusher_stream stream, const char *consumer,
+                          const char *const *ids, size_t n, long idle_ms, char *err, size_t err_size)
+{
+    char idle_s[24];
+    snprintf(idle_s, sizeof(idle_s), "%ld", idle_ms);
+    /* XCLAIM ... <min-idle 0> id... IDLE <ms> JUSTID: stays ours, but looks idle that long already. */
+    const char **argv = pusher_xcalloc(n + 8, sizeof(*argv));
+    size_t argc = 0;
+    argv[argc++] = "XCLAIM";
+    argv[argc++] = stream_keys[stream];
+    argv[argc++] = CM_EVENTS_GROUP;
+    argv[argc++] = consumer;
+    argv[argc++] = "0";
+    for (size_t i = 0; i < n; i++)
+        argv[argc++] = ids[i];
+    argv[argc++] = "IDLE";
+    argv[argc++] = idle_s;
+    argv[argc++] = "JUSTID";
+    redisReply *r = n > 0 ? command_argv(c, (int)argc, argv, err, err_size) : NULL;
+    free(argv);
+    if (n > 0 && r == NULL)
+        return -1;
+    freeReplyObject(r);
+    return 0;
 }
 
 int pusher_events_touch(redisContext *c, enum pusher_stream stream, const char *consumer,

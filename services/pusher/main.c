@@ -25,6 +25,8 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <hiredis/hiredis.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -59,10 +61,6 @@ static struct {
         maintain_ms;
     long apns_connections, apns_ping_s, apns_timeout_ms;
 } cfg;
-
-/* Read by the status server's thread. */
-static atomic_int redis_ok;
-static atomic_int certs_loaded;
 
 static char default_consumer[CM_ID_MAX + 1];
 
@@ -140,26 +138,43 @@ static int validate(cm_redis_url_t *redis_url)
         bad = 1;
     }
     CURLU *u = curl_url();
-    char *scheme = NULL, *path = NULL;
+    char *scheme = NULL, *path = NULL, *user = NULL;
     if (u == NULL)
         abort();
-    if (curl_url_set(u, CURLUPART_URL, cfg.apns_url, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK || strcmp(scheme, "https") != 0 ||
-        curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK || strcmp(path, "/") != 0 ||
-        strlen(cfg.apns_url) > 200) {
-        CM_LOG(CM_LOG_ERROR,
-               "event=config_invalid var=APNS_URL value=\"%s\" reason=\"must be https://host[:port] without "
-               "a path\"",
-               cfg.apns_url);
+    int url_ok = curl_url_set(u, CURLUPART_URL, cfg.apns_url, 0) == CURLUE_OK &&
+                 curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK && strcmp(scheme, "https") == 0 &&
+                 curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK && strcmp(path, "/") == 0 &&
+                 strlen(cfg.apns_url) <= 200;
+    if (url_ok && curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK) {
+        CM_LOG(CM_LOG_ERROR, "event=config_invalid var=APNS_URL reason=\"must not hold credentials (value "
+                             "hidden): APNs authenticates the pass type certificate\"");
+        bad = 1;
+    } else if (!url_ok) {
+        char shown[256];
+        cm_log_clean(shown, sizeof(shown), cfg.apns_url, strlen(cfg.apns_url));
+        CM_LOG(
+            CM_LOG_ERROR,
+            "event=config_invalid var=APNS_URL value=\"%s\" reason=\"must be https://host[:port] without a "
+            "path\"",
+            strchr(cfg.apns_url, '@') != NULL ? "(hidden: it may hold credentials)" : shown);
         bad = 1;
     }
     curl_free(scheme);
     curl_free(path);
+    curl_free(user);
     curl_url_cleanup(u);
-    if (cfg.apns_ca_file[0] != '\0' && access(cfg.apns_ca_file, R_OK) != 0) {
-        CM_LOG(CM_LOG_ERROR, "event=config_invalid var=APNS_CA_FILE value=\"%s\" reason=\"cannot read: %s\"",
-               cfg.apns_ca_file, strerror(errno));
-        bad = 1;
+    if (cfg.apns_ca_file[0] != '\0') {
+        /* Loaded here too, so that a wrong file is reported with every other mistake. */
+        BIO *bio = BIO_new_file(cfg.apns_ca_file, "r");
+        X509 *x = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+        if (x == NULL) {
+            CM_LOG(CM_LOG_ERROR, "event=config_invalid var=APNS_CA_FILE value=\"%s\" reason=\"%s\"",
+                   cfg.apns_ca_file, bio == NULL ? "cannot read the file" : "no PEM certificate in it");
+            bad = 1;
+        }
+        X509_free(x);
+        BIO_free(bio);
+        ERR_clear_error();
     }
     if (!cm_id_is_plain(cfg.consumer, strlen(cfg.consumer))) {
         CM_LOG(
@@ -194,21 +209,6 @@ static void pause_ms(long ms)
         nanosleep(&ts, NULL);
         ms -= step;
     }
-}
-
-/* /readyz, on the status server's thread: Redis reachable and certificates loaded. */
-static int is_ready(void *data, char *reason, size_t reason_size)
-{
-    (void)data;
-    if (!atomic_load(&certs_loaded)) {
-        snprintf(reason, reason_size, "no pass type certificate loaded from CERTS_DIR");
-        return 0;
-    }
-    if (!atomic_load(&redis_ok)) {
-        snprintf(reason, reason_size, "redis unreachable");
-        return 0;
-    }
-    return 1;
 }
 
 /* Milliseconds of the wall clock (stream ids carry Redis's wall-clock milliseconds). */
@@ -281,31 +281,32 @@ static long claim_interval_ms(void)
 /* New entries: a few fan-out chunks (so a large fan-out is shared by every pusher, not taken whole by
  * the first reader) and up to PUSHER_BATCH events; when there are none, block on both streams for
  * the first entry of either. */
-static int read_new(redisContext *redis, pusher_event_t *events, size_t *n, char *err, size_t err_size)
+static int read_new(redisContext *redis, long block_ms, pusher_event_t *events, size_t *n, char *err,
+                    size_t err_size)
 {
     const char *chunks_only[PUSHER_NSTREAMS] = {NULL, ">"}, *events_only[PUSHER_NSTREAMS] = {">", NULL};
     const char *both[PUSHER_NSTREAMS] = {">", ">"};
     size_t got_chunks = 0, got_events = 0;
     if (pusher_events_read(redis, cfg.consumer, chunks_only, (size_t)cfg.chunks_per_read, 0, &blocking_fd,
-                           events, &got_chunks, err, err_size) != 0)
+                           NULL, events, &got_chunks, err, err_size) != 0)
         return -1;
-    if (pusher_events_read(redis, cfg.consumer, events_only, (size_t)cfg.batch, 0, &blocking_fd,
+    if (pusher_events_read(redis, cfg.consumer, events_only, (size_t)cfg.batch, 0, &blocking_fd, NULL,
                            events + got_chunks, &got_events, err, err_size) != 0) {
         pusher_events_clear(events, got_chunks);
         return -1;
     }
     *n = got_chunks + got_events;
-    if (*n > 0)
+    if (*n > 0 || stop_requested)
         return 0;
-    return pusher_events_read(redis, cfg.consumer, both, 1, cfg.block_ms, &blocking_fd, events, n, err,
-                              err_size);
+    return pusher_events_read(redis, cfg.consumer, both, 1, block_ms, &blocking_fd, &stop_requested, events,
+                              n, err, err_size);
 }
 
 static void drop_redis(redisContext **redis)
 {
     redisFree(*redis);
     *redis = NULL;
-    atomic_store(&redis_ok, 0);
+    pusher_status_set_redis(0);
 }
 
 static int run(const cm_redis_url_t *url, pusher_apns_t *apns)
@@ -333,7 +334,7 @@ static int run(const cm_redis_url_t *url, pusher_apns_t *apns)
                 reconnect_ms = reconnect_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : reconnect_ms * 2;
                 continue;
             }
-            atomic_store(&redis_ok, 1);
+            pusher_status_set_redis(1);
             CM_LOG(CM_LOG_INFO, "event=redis_connected host=%s port=%d db=%d consumer=%s", url->host,
                    url->port, url->db, cfg.consumer);
             reconnect_ms = RECONNECT_MIN_MS;
@@ -361,8 +362,8 @@ static int run(const cm_redis_url_t *url, pusher_apns_t *apns)
         if (reading_pending) {
             source = "pending";
             const char *starts[PUSHER_NSTREAMS] = {pending_cursor[0], pending_cursor[1]};
-            rc = pusher_events_read(redis, cfg.consumer, starts, (size_t)cfg.batch, 0, &blocking_fd, events,
-                                    &n, err, sizeof(err));
+            rc = pusher_events_read(redis, cfg.consumer, starts, (size_t)cfg.batch, 0, &blocking_fd, NULL,
+                                    events, &n, err, sizeof(err));
             if (rc == 0 && n == 0)
                 reading_pending = 0;
             for (size_t i = 0; rc == 0 && i < n; i++) /* entries come grouped by stream, in id order */
@@ -378,7 +379,14 @@ static int run(const cm_redis_url_t *url, pusher_apns_t *apns)
             }
         } else {
             source = "new";
-            rc = read_new(redis, events, &n, err, sizeof(err));
+            /* Wake up in time for the next claim and maintenance rounds, however long the BLOCK. */
+            uint64_t next_duty = next_claim < next_maintain ? next_claim : next_maintain;
+            long block_ms = cfg.block_ms;
+            if (next_duty > now && next_duty - now < (uint64_t)block_ms)
+                block_ms = (long)(next_duty - now);
+            if (block_ms < 1)
+                block_ms = 1;
+            rc = read_new(redis, block_ms, events, &n, err, sizeof(err));
             if (rc == 0 && n > 0 && cfg.coalesce_ms > 0)
                 coalesce_wait(events, n);
         }
@@ -393,8 +401,13 @@ static int run(const cm_redis_url_t *url, pusher_apns_t *apns)
         }
         if (n == 0)
             continue;
-        pusher_batch_env_t env = {redis,    apns, cfg.consumer, cfg.claim_idle_ms, (size_t)cfg.fanout_chunk,
-                                  &stop_now};
+        pusher_batch_env_t env = {.redis = redis,
+                                  .apns = apns,
+                                  .consumer = cfg.consumer,
+                                  .claim_idle_ms = cfg.claim_idle_ms,
+                                  .fanout_chunk = (size_t)cfg.fanout_chunk,
+                                  .stop_requested = &stop_requested,
+                                  .stop_now = &stop_now};
         rc = pusher_batch_process(&env, events, n, source, err, sizeof(err));
         pusher_events_clear(events, n);
         if (rc != 0) {
@@ -449,7 +462,7 @@ int main(void)
     }
     cm_config_log(config_vars, NVARS);
     log_certs(certs);
-    atomic_store(&certs_loaded, cm_certs_count(certs) > 0);
+    pusher_status_set_certs(cm_certs_count(certs) > 0);
     pusher_apns_options_t apns_opt = {
         .base_url = cfg.apns_url,
         .ca_file = cfg.apns_ca_file,
@@ -464,8 +477,8 @@ int main(void)
     }
     metrics = cm_metrics_new();
     pusher_metrics_init(metrics);
-    if (strcmp(cfg.listen, "off") != 0 &&
-        cm_status_server_start(cfg.listen, metrics, is_ready, NULL, &status, err, sizeof(err)) != 0) {
+    if (strcmp(cfg.listen, "off") != 0 && cm_status_server_start(cfg.listen, metrics, pusher_status_is_ready,
+                                                                 NULL, &status, err, sizeof(err)) != 0) {
         CM_LOG(CM_LOG_ERROR, "event=startup_failed var=PUSHER_LISTEN value=\"%s\" reason=\"%s\"", cfg.listen,
                err);
         goto out;

@@ -22,12 +22,14 @@
  *   pusher_apns_goaways_total, pusher_apns_pings_total, pusher_apns_refused_streams_total
  *   pusher_redis_errors_total{call}
  *
- * Updates happen on the main thread; the status server's thread renders (the registry locks).
+ * Updates happen on the main thread; the status server's thread renders (the registry locks) and
+ * asks pusher_status_is_ready (atomics).
  */
 #include "pusher.h"
 
 #include "common/metrics.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/time.h>
 
@@ -176,4 +178,31 @@ void pusher_metrics_redis_error(const char *call)
 {
     const char *labels[] = {call};
     cm_metric_add(m.redis_errors, 1, labels);
+}
+
+static atomic_int redis_ok;
+static atomic_int certs_loaded;
+
+void pusher_status_set_redis(int ok)
+{
+    atomic_store(&redis_ok, ok != 0);
+}
+
+void pusher_status_set_certs(int loaded)
+{
+    atomic_store(&certs_loaded, loaded != 0);
+}
+
+int pusher_status_is_ready(void *data, char *reason, size_t reason_size)
+{
+    (void)data;
+    if (!atomic_load(&certs_loaded)) {
+        snprintf(reason, reason_size, "no pass type certificate loaded from CERTS_DIR");
+        return 0;
+    }
+    if (!atomic_load(&redis_ok)) {
+        snprintf(reason, reason_size, "redis unreachable");
+        return 0;
+    }
+    return 1;
 }

@@ -122,11 +122,12 @@ int pusher_events_create_groups(struct redisContext *c, char *err, size_t err_si
  * <starts[0]> <starts[1]>, leaving out a stream whose start is NULL. Starts ">" read new entries
  * (block_ms > 0 blocks); ids re-read this consumer's pending entries after them (block_ms is ignored). Fills
  * events[0..*n); events must hold count * PUSHER_NSTREAMS. While blocking, *blocking_fd holds the socket so a
- * signal handler can shutdown() it; it is -1 otherwise. Free the entries with pusher_events_clear. */
+ * signal handler can shutdown() it; it is -1 otherwise. A blocking read does not start when *stop (may be
+ * NULL) is set. Free the entries with pusher_events_clear. */
 int pusher_events_read(struct redisContext *c, const char *consumer,
                        const char *const starts[PUSHER_NSTREAMS], size_t count, long block_ms,
-                       volatile sig_atomic_t *blocking_fd, pusher_event_t *events, size_t *n, char *err,
-                       size_t err_size);
+                       volatile sig_atomic_t *blocking_fd, const volatile sig_atomic_t *stop,
+                       pusher_event_t *events, size_t *n, char *err, size_t err_size);
 
 /* XAUTOCLAIM <stream> pushers <consumer> <min_idle_ms> <cursor> COUNT <count>. cursor is in/out
  * ("0-0" to start; "0-0" again when the scan is complete). Fills events like pusher_events_read. */
@@ -145,6 +146,11 @@ int pusher_events_ack(struct redisContext *c, enum pusher_stream stream, const c
  * is still working on, so no other pusher claims them during a long batch. */
 int pusher_events_touch(struct redisContext *c, enum pusher_stream stream, const char *consumer,
                         const char *const *ids, size_t n, char *err, size_t err_size);
+
+/* Makes entries this consumer holds but cannot handle (no certificate for their pass type) claimable
+ * at once by the others: XCLAIM ... IDLE <idle_ms> JUSTID. */
+int pusher_events_release(struct redisContext *c, enum pusher_stream stream, const char *consumer,
+                          const char *const *ids, size_t n, long idle_ms, char *err, size_t err_size);
 
 /* In one MULTI/EXEC: XADD the devices dlis[0..ndlis) to pk:fanout in chunks of `chunk`, and XACK the
  * event. *nchunks = the number of entries written. */
@@ -201,7 +207,8 @@ typedef struct pusher_batch_env {
     const char *consumer;
     long claim_idle_ms;
     size_t fanout_chunk; /* events with more devices are split into pk:fanout chunks of this size */
-    volatile sig_atomic_t *stop_now; /* set by a second SIGTERM: abandon the batch without acking */
+    volatile sig_atomic_t *stop_requested; /* set by SIGTERM: collect answers in flight, start nothing */
+    volatile sig_atomic_t *stop_now;       /* set by a second SIGTERM: abandon the batch without acking */
 } pusher_batch_env_t;
 
 /* Processes events[0..n): looks up tokens, pushes, removes dead registrations and acknowledges each
@@ -233,5 +240,11 @@ void pusher_metrics_registration_removed(void);
 void pusher_metrics_stream_state(enum pusher_stream stream, const pusher_stream_state_t *state);
 void pusher_metrics_apns(const pusher_apns_t *apns);
 void pusher_metrics_redis_error(const char *call);
+
+/* Readiness (read by the status server's thread): Redis answered the last call, and certificates. */
+void pusher_status_set_redis(int ok);
+void pusher_status_set_certs(int loaded);
+/* A cm_ready_fn: 1 when both hold, else 0 and why. */
+int pusher_status_is_ready(void *data, char *reason, size_t reason_size);
 
 #endif

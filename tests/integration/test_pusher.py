@@ -8,6 +8,7 @@ none gets two)."""
 import collections
 import json
 import os
+import shutil
 import signal
 import time
 import unittest
@@ -329,6 +330,75 @@ class ShutdownAndRestartTest(PusherCase):
         for token in devices.values():
             self.assertIn(200, seen[token], token)
         self.assertIn("source=pending", s.services["t3"].output())
+
+
+class NoCertificateTest(PusherCase):
+    """A pusher without the pass type's certificate leaves the entry pending; one that has it pushes it."""
+    stack_kwargs = {"start_pusher": False, "pusher_env": {"PUSHER_CLAIM_IDLE_MS": "1000"}}
+
+    def test_left_for_a_pusher_with_the_certificate(self):
+        s = self.stack
+        partial = os.path.join(s.tmp, "certs-partial")
+        shutil.copytree(s.certs, partial)
+        shutil.rmtree(os.path.join(partial, OTHER_PASS_TYPE))
+        s.start_pusher_service("partial", {"CERTS_DIR": partial})
+        auth = self.create("nc-1", OTHER_PASS_TYPE)
+        self.register("nc-dev", "abcd99", "nc-1", auth, OTHER_PASS_TYPE)
+        self.update("nc-1", "x", OTHER_PASS_TYPE)
+        wait_until(lambda: "event=no_certificate" in s.services["partial"].output(), what="the refusal")
+        time.sleep(1.5)
+        self.assertEqual(pending(s), 1, "left pending, not acknowledged")
+        self.assertEqual(statuses_by_token(s).get("abcd99"), None)
+        s.start_pusher_service("full")
+        wait_until(lambda: statuses_by_token(s).get("abcd99") == [200], timeout=20, what="the push")
+        self.wait_acked()
+
+
+class OutageThenRefusalTest(PusherCase):
+    """Attempts without any answer make a push an outage case: its entry is left pending, never
+    dead-lettered, even when the last attempt got a 503; the next delivery pushes it."""
+    stack_kwargs = {"start_pusher": False, "apns_rules": ["0e0e=503:ServiceUnavailable*1"],
+                    "pusher_env": {"PUSHER_MAX_ATTEMPTS": "2", "PUSHER_CLAIM_IDLE_MS": "1000"}}
+
+    def test_not_dead_lettered(self):
+        s = self.stack
+        s.start_pusher_service()
+        auth = self.create("ot-1")
+        self.register("ot-dev", "0e0e", "ot-1", auth)
+        port = s.apns_port
+        self.assertEqual(s.stop_service("apns")[0], 0)
+        self.update("ot-1", "x")
+        wait_until(lambda: "event=push_retry" in s.services["pusher"].output(), timeout=20, what="a failed attempt")
+        s.start_apns(port)
+        wait_until(lambda: statuses_by_token(s).get("0e0e") == [503, 200], timeout=30, what="503 then 200")
+        self.wait_acked()
+        self.assertEqual(s.redis_cli("XLEN", "pk:deadletter"), "0")
+        self.assertIn("event=event_left_pending", s.services["pusher"].output())
+
+
+class StopDuringRetriesTest(PusherCase):
+    """SIGTERM while a push waits for its next attempt: the pusher exits at once (exit 0) and leaves
+    the entry pending for another pusher, which pushes it."""
+    stack_kwargs = {"start_pusher": False, "apns_rules": ["5e5e=503:ServiceUnavailable*3"],
+                    "pusher_env": {"PUSHER_CLAIM_IDLE_MS": "1000"}}
+
+    def test_sigterm_does_not_wait_for_backoff(self):
+        s = self.stack
+        s.start_pusher_service("first")
+        auth = self.create("sr-1")
+        self.register("sr-dev", "5e5e", "sr-1", auth)
+        self.update("sr-1", "x")
+        wait_until(lambda: statuses_by_token(s).get("5e5e") == [503, 503], timeout=20, what="two 503s")
+        t0 = time.time()
+        code, out = s.stop_service("first", signal.SIGTERM)
+        self.assertEqual(code, 0, out[-2000:])
+        self.assertLess(time.time() - t0, 3.0, "exit without waiting for the backoff")
+        self.assertIn("event=batch_drained items_left_pending=1", out)
+        self.assertEqual(pending(s), 1)
+        s.start_pusher_service("second")
+        wait_until(lambda: statuses_by_token(s).get("5e5e", [])[-1:] == [200], timeout=20, what="the push")
+        self.wait_acked()
+        self.assertEqual(s.redis_cli("XLEN", "pk:deadletter"), "0")
 
 
 class CrashTest(unittest.TestCase):
