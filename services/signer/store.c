@@ -20,7 +20,7 @@
 #include <string.h>
 
 struct signer_store {
-    const cm_redis_url_t *url;
+    cm_redis_url_t url; /* a copy: the caller's may be a job's, freed before the thread's next job */
     redisContext *c;
     signer_store_t *next;
 };
@@ -36,7 +36,7 @@ signer_store_t *signer_store_for_thread(const cm_redis_url_t *url)
     signer_store_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
         abort();
-    s->url = url;
+    s->url = *url;
     pthread_mutex_lock(&registry_lock);
     s->next = registry;
     registry = s;
@@ -55,6 +55,7 @@ void signer_store_free_all(void)
         signer_store_t *next = s->next;
         if (s->c != NULL)
             redisFree(s->c);
+        memset(s->url.password, 0, sizeof(s->url.password));
         free(s);
         s = next;
     }
@@ -72,7 +73,7 @@ static redisReply *command(signer_store_t *s, int argc, const char **argv, const
     for (int attempt = 0;; attempt++) {
         int reused = s->c != NULL;
         if (s->c == NULL &&
-            cm_redis_connect_sync(s->url, SIGNER_REDIS_TIMEOUT_MS, &s->c, err, err_size) != 0) {
+            cm_redis_connect_sync(&s->url, SIGNER_REDIS_TIMEOUT_MS, &s->c, err, err_size) != 0) {
             s->c = NULL;
             return NULL;
         }
@@ -348,6 +349,21 @@ int signer_store_put_bundle(signer_store_t *s, const char *key, const char *id, 
     if (r->type == REDIS_REPLY_ERROR) {
         snprintf(err, err_size, "redis EVAL (put bundle) %s: %s", key, r->str);
         rc = SIGNER_ERR_INTERNAL;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+int signer_store_ping(signer_store_t *s, char *err, size_t err_size)
+{
+    const char *argv[] = {"PING"};
+    redisReply *r = command(s, 1, argv, NULL, err, err_size);
+    if (r == NULL)
+        return SIGNER_ERR_REDIS;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_ERROR) { /* LOADING, MASTERDOWN, NOAUTH...: not usable yet */
+        snprintf(err, err_size, "redis PING: %s", r->str);
+        rc = SIGNER_ERR_REDIS;
     }
     freeReplyObject(r);
     return rc;

@@ -48,6 +48,22 @@ def wait_until(predicate, timeout=10.0, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
+def metric_value(text, metric, **labels):
+    """Sum of the series of metric in a Prometheus text page whose labels include the given ones (0 when
+    absent)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        series, _, value = line.rpartition(" ")
+        mname, _, lab = series.partition("{")
+        if mname != metric:
+            continue
+        if all(('%s="%s"' % (k, v)) in lab for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
 def make_zip(files, folder=None):
     """files: {name: bytes or str} -> zip bytes (optionally inside one top-level folder)."""
     buf = io.BytesIO()
@@ -312,18 +328,23 @@ class Stack:
 
     def pusher_metric(self, name, metric, **labels):
         """Sum of the metric's series whose labels include the given ones (0 when absent)."""
-        text = self.pusher_get(name, "/metrics").body.decode()
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            series, _, value = line.rpartition(" ")
-            mname, _, lab = series.partition("{")
-            if mname != metric:
-                continue
-            if all(('%s="%s"' % (k, v)) in lab for k, v in labels.items()):
-                total += float(value)
-        return total
+        return metric_value(self.pusher_get(name, "/metrics").body.decode(), metric, **labels)
+
+    def signer_metric(self, metric, **labels):
+        """The signer's /metrics, as pusher_metric."""
+        return metric_value(request(self.signer_port, "GET", "/metrics", timeout=5).body.decode(), metric, **labels)
+
+    def signer_bundle(self, ptid, serial, method="GET"):
+        """A bundle straight from the signer (with SIGNER_TOKEN)."""
+        return request(self.signer_port, method, "/v1/bundles/%s/%s" % (ptid, serial),
+                       headers={"Authorization": "Bearer " + SIGNER_TOKEN})
+
+    def make_certs(self, *options, pass_types=None, out=None):
+        """Runs make-dev-certs.sh with options ("--replace", "--expired", ...) on the stack's hierarchy
+        (or out) for pass_types (default: the stack's)."""
+        subprocess.run([os.path.join(SOURCE_DIR, "tests", "certs", "make-dev-certs.sh"), *options,
+                        out or self.certs, TEAM_ID, *(pass_types or self.pass_types)], check=True)
+
     def _healthy(self, port):
         try:
             return request(port, "GET", "/healthz", timeout=1).status == 200
