@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,15 @@ static long size_thread_pool(long workers)
     CM_LOG(CM_LOG_INFO, "event=thread_pool size=%ld source=%s", workers, source);
     return workers;
 }
+
+/* Every bundle allocates a few buffers of its size (typically 0.1-1 MB: template images, the archive,
+ * Redis replies). glibc serves such sizes with fresh mmap()s until its adaptive threshold catches up,
+ * and each new page is a fault plus a zeroing: that was a third of the signer's CPU time. A fixed
+ * threshold above the usual bundle keeps them in the per-thread arenas, reused from one bundle to the
+ * next; memory then stays at the working set of the busiest moment (bounded by the pool size), which
+ * the trim threshold gives back once it is this far above what is in use. */
+#define MALLOC_MMAP_THRESHOLD (8u << 20)
+#define MALLOC_TRIM_THRESHOLD (32u << 20)
 
 /* Counts the client connections still open on the loop (TCP handles; the listener is closing by now)
  * and, when close_idle is set, shuts their sockets down. h2o 2.2.5's HTTP/1 leaves idle keep-alive
@@ -127,8 +137,11 @@ static void on_sighup(uv_signal_t *handle, int signum)
 {
     struct signer_main *m = handle->data;
     (void)signum;
-    if (!m->stopping)
-        signer_registry_reload(&m->loop, signer_passtypes_refresh_now);
+    if (m->stopping)
+        return;
+    /* also the way to make the signer read templates again after restoring an older Redis backup */
+    signer_store_forget_templates();
+    signer_registry_reload(&m->loop, signer_passtypes_refresh_now);
 }
 
 static void close_handle(uv_handle_t *h, void *arg)
@@ -172,6 +185,8 @@ int main(void)
     memset(&m, 0, sizeof(m));
     memset(&app, 0, sizeof(app));
 
+    mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD);
+    mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD);
     cm_log_init("signer", "info");
     if (cm_config_load(vars, nvars) != 0)
         return 1;

@@ -237,28 +237,22 @@ static const char *merge_reload(void)
     for (size_t i = 0; i < reg.nrefused; i++) {
         const cm_pass_identity_t *prev = cm_certs_find(old, reg.refused[i].ptid);
         char why[1024] = "";
-        int keep = prev != NULL && cm_certs_check_identity(prev, cm_certs_wwdr(next), cm_certs_wwdr_source(next),
-                                                           now, why, sizeof(why)) == 0;
+        int keep =
+            prev != NULL && cm_certs_check_identity(prev, cm_certs_wwdr(next), cm_certs_wwdr_source(next),
+                                                    now, why, sizeof(why)) == 0;
         if (keep && cm_certs_add(next, prev) != 0)
             keep = 0;
         CM_LOG(CM_LOG_ERROR, "event=cert_refused ptid=%s reason=\"%s\" kept=%s%s%s%s", reg.refused[i].ptid,
-               reg.refused[i].problems, keep ? "previous" : "none", why[0] != '\0' ? " previous_refused=\"" : "",
-               why, why[0] != '\0' ? "\"" : "");
-    }
-    for (size_t i = 0; i < cm_certs_count(old); i++) {
-        const char *ptid = cm_certs_at(old, i)->pass_type_id;
-        if (cm_certs_find(next, ptid) == NULL && !is_refused(ptid)) {
-            CM_LOG(CM_LOG_WARN, "event=cert_removed ptid=%s reason=\"no folder any more\"", ptid);
-            const char *labels[] = {ptid};
-            cm_metric_set(reg.metrics->cert_expiry, NAN, labels);
-        }
+               reg.refused[i].problems, keep ? "previous" : "none",
+               why[0] != '\0' ? " previous_refused=\"" : "", why, why[0] != '\0' ? "\"" : "");
     }
     if (cm_certs_count(next) == 0) {
-        CM_LOG(CM_LOG_ERROR, "event=certs_reload_failed dir=\"%s\" reason=\"no usable pass type\" kept=previous",
-               reg.dir);
+        CM_LOG(CM_LOG_ERROR,
+               "event=certs_reload_failed dir=\"%s\" reason=\"no usable pass type\" kept=previous", reg.dir);
         return "failed";
     }
-    if (cm_certs_wwdr_source(next)[0] != '\0' && strcmp(cm_certs_wwdr_source(next), cm_certs_wwdr_source(old)))
+    if (cm_certs_wwdr_source(next)[0] != '\0' &&
+        strcmp(cm_certs_wwdr_source(next), cm_certs_wwdr_source(old)))
         log_wwdr(next);
     for (size_t i = 0; i < cm_certs_count(next); i++) {
         const cm_pass_identity_t *id = cm_certs_at(next, i);
@@ -267,6 +261,15 @@ static const char *merge_reload(void)
         if (is_refused(id->pass_type_id))
             how = "kept";
         log_identity(id, how, now);
+    }
+    for (size_t i = 0; i < cm_certs_count(old); i++) {
+        const char *ptid = cm_certs_at(old, i)->pass_type_id;
+        if (cm_certs_find(next, ptid) != NULL)
+            continue;
+        if (!is_refused(ptid))
+            CM_LOG(CM_LOG_WARN, "event=cert_removed ptid=%s reason=\"no folder any more\"", ptid);
+        const char *labels[] = {ptid};
+        cm_metric_set(reg.metrics->cert_expiry, NAN, labels);
     }
     install(next);
     reg.loaded = NULL;

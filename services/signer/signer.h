@@ -207,6 +207,9 @@ signer_store_t *signer_store_for_thread(const cm_redis_url_t *url);
 /* Closes and frees every thread's store. Only once no worker runs (at shutdown). */
 void signer_store_free_all(void);
 
+/* Empties the process's template cache (after a certificate reload, and at exit). Any thread. */
+void signer_store_forget_templates(void);
+
 /* PING. 0 or SIGNER_ERR_REDIS with the reason in err. */
 int signer_store_ping(signer_store_t *s, char *err, size_t err_size);
 
@@ -217,7 +220,10 @@ typedef struct signer_pass_record {
 } signer_pass_record_t;
 
 /* Reads pk:pass:{ptid}:{serial}. 0, SIGNER_ERR_NOT_FOUND, SIGNER_ERR_REDIS, or SIGNER_ERR_DATA when a
- * field is missing or malformed (err says which). Release with signer_pass_record_dispose. */
+ * field is missing or malformed (err says which). Release with signer_pass_record_dispose. In the same
+ * round trip it reads the template's @rev and the pass's cached bundle when that is of this version:
+ * the store's next signer_store_template_rev and signer_store_get_bundle calls for them are answered
+ * from that without asking Redis again. */
 int signer_store_read_pass(signer_store_t *s, const char *ptid, const char *serial, signer_pass_record_t *out,
                            char *err, size_t err_size);
 void signer_pass_record_dispose(signer_pass_record_t *rec);
@@ -229,13 +235,15 @@ int signer_store_template_rev(signer_store_t *s, const char *template_id, char *
 
 typedef struct signer_template {
     char rev[24];
-    cm_file_t *files; /* sorted by name; names and bytes point into reply */
+    cm_file_t *files; /* sorted by name; names and bytes point into reply or shared */
     size_t count;
-    void *reply; /* the HGETALL reply that owns the bytes */
+    void *reply;  /* the HGETALL reply that owns the bytes, or NULL */
+    void *shared; /* the process's cached copy that owns them, or NULL (store.c) */
 } signer_template_t;
 
-/* Reads every "file:" field and "@rev" of pk:tpl:{template_id}. 0, SIGNER_ERR_NOT_FOUND, SIGNER_ERR_REDIS,
- * SIGNER_ERR_DATA (over the limits, no @rev). Release with signer_template_dispose. */
+/* Reads every "file:" field and "@rev" of pk:tpl:{template_id}, or takes them from the process's template
+ * cache when the revision signer_store_read_pass saw is cached. 0, SIGNER_ERR_NOT_FOUND, SIGNER_ERR_REDIS,
+ * SIGNER_ERR_DATA (over the limits, no @rev). Release with signer_template_dispose (any thread). */
 int signer_store_read_template(signer_store_t *s, const char *template_id, signer_template_t *out, char *err,
                                size_t err_size);
 void signer_template_dispose(signer_template_t *tpl);

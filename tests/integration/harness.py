@@ -150,11 +150,12 @@ class Stack:
     """Redis + APNs stand-in + signer + api + pusher. Use start()/stop() (or a with-block)."""
 
     def __init__(self, apns_rules=(), start_pusher=True, pass_types=(PASS_TYPE, OTHER_PASS_TYPE), apns_args=(),
-                 pusher_env=None):
+                 pusher_env=None, signer_env=None):
         self.tmp = tempfile.mkdtemp(prefix="passkit-it-")
         self.apns_rules = list(apns_rules)
         self.apns_args = list(apns_args)
         self.pusher_env_overrides = dict(pusher_env or {})
+        self.signer_env_overrides = dict(signer_env or {})
         self.pusher_ports = {}
         self.start_pusher = start_pusher
         self.pass_types = pass_types
@@ -250,9 +251,11 @@ class Stack:
         self.apns_port = int(wait_until(read_port, what="apns-standin port"))
 
     def signer_env(self):
-        return {"REDIS_URL": self.redis_url, "SIGNER_LISTEN": "127.0.0.1:%d" % self.signer_port,
-                "CERTS_DIR": self.certs, "PUBLIC_URL": "http://127.0.0.1:%d/passes" % self.api_port,
-                "SIGNER_TOKEN": SIGNER_TOKEN, "LOG_LEVEL": "debug"}
+        env = {"REDIS_URL": self.redis_url, "SIGNER_LISTEN": "127.0.0.1:%d" % self.signer_port,
+               "CERTS_DIR": self.certs, "PUBLIC_URL": "http://127.0.0.1:%d/passes" % self.api_port,
+               "SIGNER_TOKEN": SIGNER_TOKEN, "LOG_LEVEL": "debug"}
+        env.update(self.signer_env_overrides)
+        return env
 
     def _wait_started(self, service, check, timeout=10.0):
         """True once check() holds; False if the process exited first (e.g. its port was taken)."""
