@@ -179,7 +179,7 @@ def run_round(name, stack, serials, args, tmp):
     sampler.start()
     perf = None
     if args.perf and name == "cold":
-        perf = subprocess.Popen(["perf", "record", "-g", "-F", "999", "-p", str(signer), "-o",
+        perf = subprocess.Popen(["perf", "record", "--call-graph", args.perf_callgraph, "-F", "999", "-p", str(signer), "-o",
                                  os.path.join(tmp, "perf.data"), "--", "sleep", str(args.perf)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.3)
@@ -238,6 +238,7 @@ def main():
     ap.add_argument("--env", action="append", default=[], help="extra signer environment, NAME=VALUE")
     ap.add_argument("--perf", type=float, default=0, help="perf record the signer for SECONDS of the cold round")
     ap.add_argument("--keep-perf", default=None, help="copy perf.data there")
+    ap.add_argument("--perf-callgraph", default="fp", help="perf record --call-graph mode (fp, dwarf)")
     ap.add_argument("--no-openssl", action="store_true")
     args = ap.parse_args()
 
