@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make-dev-certs.sh OUT_DIR TEAM_ID PASS_TYPE_ID [PASS_TYPE_ID ...]
+# make-dev-certs.sh [OPTIONS] OUT_DIR TEAM_ID PASS_TYPE_ID [PASS_TYPE_ID ...]
 #
 # Generates a throw-away certificate hierarchy shaped like Apple's, for tests and the local stack:
 #   OUT_DIR/ca/root.pem, root-key.pem      a root CA ("Test Root CA")
@@ -12,8 +12,37 @@
 #                                            by the root (for the APNs stand-in)
 # Existing files are kept, so re-running adds pass types to the same hierarchy. Keys are RSA-2048.
 # Nothing here is a secret of anybody: never commit the output.
+#
+# Options, for the pass type certificates of this run (to make the ones a service must refuse):
+#   --replace             issue a new certificate and key even when the pass type already has them
+#   --days N              valid for N days from now (default 365)
+#   --not-before DATE --not-after DATE
+#                         explicit validity, DATE as YYYYMMDDHHMMSSZ (e.g. an expired certificate)
+#   --expired             shorthand: valid from 2020-01-01 to 2021-01-01
+#   --issuer g1           issued by a second intermediate, ca/wwdr-g1.pem, named like Apple's first WWDR
+#                         ("OU=PassKit Backend Test Worldwide Developer Relations", no "G4"), not by wwdr.pem
+#   --uid VALUE           subject UID VALUE instead of the pass type identifier (the folder name)
 set -euo pipefail
-[ $# -ge 3 ] || { echo "usage: $0 OUT_DIR TEAM_ID PASS_TYPE_ID..." >&2; exit 2; }
+usage() { echo "usage: $0 [--replace] [--days N] [--not-before DATE --not-after DATE] [--expired]" \
+  "[--issuer g1] [--uid VALUE] OUT_DIR TEAM_ID PASS_TYPE_ID..." >&2; exit 2; }
+replace=0; days=365; not_before=; not_after=; issuer=g4; uid=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --replace) replace=1; shift ;;
+    --days) days=$2; shift 2 ;;
+    --not-before) not_before=$2; shift 2 ;;
+    --not-after) not_after=$2; shift 2 ;;
+    --expired) not_before=20200101000000Z; not_after=20210101000000Z; shift ;;
+    --issuer) issuer=$2; shift 2 ;;
+    --uid) uid=$2; shift 2 ;;
+    --) shift; break ;;
+    -*) usage ;;
+    *) break ;;
+  esac
+done
+[ $# -ge 3 ] || usage
+case $issuer in g4|g1) ;; *) usage ;; esac
+if [ -n "$not_before$not_after" ] && { [ -z "$not_before" ] || [ -z "$not_after" ]; }; then usage; fi
 out=$1; team=$2; shift 2
 mkdir -p "$out/ca" "$out/apns"
 umask 077
@@ -34,14 +63,37 @@ if [ ! -f wwdr.pem ]; then
   cat ca/root.pem wwdr.pem > ca/chain.pem
 fi
 
+if [ "$issuer" = g1 ] && [ ! -f ca/wwdr-g1.pem ]; then
+  openssl req -new -newkey rsa:2048 -nodes -keyout ca/wwdr-g1-key.pem -out ca/wwdr-g1.csr \
+    -subj "/C=US/O=PassKit Backend Test/OU=PassKit Backend Test Worldwide Developer Relations/CN=Test Worldwide Developer Relations Certification Authority" 2>/dev/null
+  openssl x509 -req -in ca/wwdr-g1.csr -CA ca/root.pem -CAkey ca/root-key.pem -CAcreateserial \
+    -out ca/wwdr-g1.pem -days 3000 -extfile ca/wwdr.ext 2>/dev/null
+  rm -f ca/wwdr-g1.csr
+fi
+if [ "$issuer" = g1 ]; then ca_cert=ca/wwdr-g1.pem; ca_key=ca/wwdr-g1-key.pem; else ca_cert=wwdr.pem; ca_key=ca/wwdr-key.pem; fi
+
+# openssl x509 -req (OpenSSL 3.0) cannot backdate: explicit dates go through a minimal `openssl ca`.
+if [ -n "$not_before" ]; then
+  mkdir -p ca/db
+  [ -f ca/db/index.txt ] || : > ca/db/index.txt
+  [ -f ca/db/serial ] || openssl rand -hex 8 > ca/db/serial
+  printf '[ca]\ndefault_ca = dev\n[dev]\ndatabase = ca/db/index.txt\nnew_certs_dir = ca/db\nserial = ca/db/serial\ndefault_md = sha256\npolicy = any\nunique_subject = no\n[any]\nUID = optional\ncommonName = optional\norganizationalUnitName = optional\norganizationName = optional\ncountryName = optional\n' > ca/db/ca.cnf
+fi
+
 for ptid in "$@"; do
-  [ -f "$ptid/certificate.pem" ] && continue
+  [ "$replace" = 0 ] && [ -f "$ptid/certificate.pem" ] && continue
   mkdir -p "$ptid"
   openssl req -new -newkey rsa:2048 -nodes -keyout "$ptid/private-key.pem" -out "$ptid/req.csr" \
-    -subj "/UID=$ptid/CN=Pass Type ID: $ptid/OU=$team/O=PassKit Backend Test/C=US" 2>/dev/null
+    -subj "/UID=${uid:-$ptid}/CN=Pass Type ID: $ptid/OU=$team/O=PassKit Backend Test/C=US" 2>/dev/null
   printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth,1.2.840.113635.100.4.14\n1.2.840.113635.100.6.1.16=ASN1:UTF8String:%s\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n' "$ptid" > "$ptid/ext"
-  openssl x509 -req -in "$ptid/req.csr" -CA wwdr.pem -CAkey ca/wwdr-key.pem -CAcreateserial \
-    -out "$ptid/certificate.pem" -days 365 -extfile "$ptid/ext" 2>/dev/null
+  if [ -n "$not_before" ]; then
+    openssl ca -batch -config ca/db/ca.cnf -cert "$ca_cert" -keyfile "$ca_key" -in "$ptid/req.csr" \
+      -out "$ptid/certificate.pem" -startdate "$not_before" -enddate "$not_after" -extfile "$ptid/ext" \
+      -notext -preserveDN 2>/dev/null
+  else
+    openssl x509 -req -in "$ptid/req.csr" -CA "$ca_cert" -CAkey "$ca_key" -CAcreateserial \
+      -out "$ptid/certificate.pem" -days "$days" -extfile "$ptid/ext" 2>/dev/null
+  fi
   rm -f "$ptid/req.csr" "$ptid/ext"
 done
 

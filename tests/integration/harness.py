@@ -48,6 +48,22 @@ def wait_until(predicate, timeout=10.0, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
+def metric_value(text, metric, **labels):
+    """Sum of the series of metric in a Prometheus text page whose labels include the given ones (0 when
+    absent)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        series, _, value = line.rpartition(" ")
+        mname, _, lab = series.partition("{")
+        if mname != metric:
+            continue
+        if all(('%s="%s"' % (k, v)) in lab for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
 def make_zip(files, folder=None):
     """files: {name: bytes or str} -> zip bytes (optionally inside one top-level folder)."""
     buf = io.BytesIO()
@@ -134,11 +150,12 @@ class Stack:
     """Redis + APNs stand-in + signer + api + pusher. Use start()/stop() (or a with-block)."""
 
     def __init__(self, apns_rules=(), start_pusher=True, pass_types=(PASS_TYPE, OTHER_PASS_TYPE), apns_args=(),
-                 pusher_env=None):
+                 pusher_env=None, signer_env=None):
         self.tmp = tempfile.mkdtemp(prefix="passkit-it-")
         self.apns_rules = list(apns_rules)
         self.apns_args = list(apns_args)
         self.pusher_env_overrides = dict(pusher_env or {})
+        self.signer_env_overrides = dict(signer_env or {})
         self.pusher_ports = {}
         self.start_pusher = start_pusher
         self.pass_types = pass_types
@@ -234,9 +251,11 @@ class Stack:
         self.apns_port = int(wait_until(read_port, what="apns-standin port"))
 
     def signer_env(self):
-        return {"REDIS_URL": self.redis_url, "SIGNER_LISTEN": "127.0.0.1:%d" % self.signer_port,
-                "CERTS_DIR": self.certs, "PUBLIC_URL": "http://127.0.0.1:%d/passes" % self.api_port,
-                "SIGNER_TOKEN": SIGNER_TOKEN, "LOG_LEVEL": "debug"}
+        env = {"REDIS_URL": self.redis_url, "SIGNER_LISTEN": "127.0.0.1:%d" % self.signer_port,
+               "CERTS_DIR": self.certs, "PUBLIC_URL": "http://127.0.0.1:%d/passes" % self.api_port,
+               "SIGNER_TOKEN": SIGNER_TOKEN, "LOG_LEVEL": "debug"}
+        env.update(self.signer_env_overrides)
+        return env
 
     def _wait_started(self, service, check, timeout=10.0):
         """True once check() holds; False if the process exited first (e.g. its port was taken)."""
@@ -312,18 +331,23 @@ class Stack:
 
     def pusher_metric(self, name, metric, **labels):
         """Sum of the metric's series whose labels include the given ones (0 when absent)."""
-        text = self.pusher_get(name, "/metrics").body.decode()
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            series, _, value = line.rpartition(" ")
-            mname, _, lab = series.partition("{")
-            if mname != metric:
-                continue
-            if all(('%s="%s"' % (k, v)) in lab for k, v in labels.items()):
-                total += float(value)
-        return total
+        return metric_value(self.pusher_get(name, "/metrics").body.decode(), metric, **labels)
+
+    def signer_metric(self, metric, **labels):
+        """The signer's /metrics, as pusher_metric."""
+        return metric_value(request(self.signer_port, "GET", "/metrics", timeout=5).body.decode(), metric, **labels)
+
+    def signer_bundle(self, ptid, serial, method="GET"):
+        """A bundle straight from the signer (with SIGNER_TOKEN)."""
+        return request(self.signer_port, method, "/v1/bundles/%s/%s" % (ptid, serial),
+                       headers={"Authorization": "Bearer " + SIGNER_TOKEN})
+
+    def make_certs(self, *options, pass_types=None, out=None):
+        """Runs make-dev-certs.sh with options ("--replace", "--expired", ...) on the stack's hierarchy
+        (or out) for pass_types (default: the stack's)."""
+        subprocess.run([os.path.join(SOURCE_DIR, "tests", "certs", "make-dev-certs.sh"), *options,
+                        out or self.certs, TEAM_ID, *(pass_types or self.pass_types)], check=True)
+
     def _healthy(self, port):
         try:
             return request(port, "GET", "/healthz", timeout=1).status == 200

@@ -297,11 +297,14 @@ class MisconfigurationTest(StackTestCase):
         self.assertIn(PASS_TYPE, out)
 
     def test_signer_without_wwdr(self):
+        """No wwdr.pem and no WWDR_CERT: the default is Apple's WWDR G4, which did not issue the test
+        certificates (test_signer_certs.py checks the exact reasons)."""
         d = self.broken_certs()
         os.remove(os.path.join(d, "wwdr.pem"))
         code, out = self.run_service("passkit-signer", self.signer_env(d))
         self.assertNotEqual(code, 0)
-        self.assertIn("wwdr.pem", out)
+        self.assertIn("not by the configured WWDR", out)
+        self.assertIn("(built-in Apple WWDR G4)", out)
 
 
 if __name__ == "__main__":

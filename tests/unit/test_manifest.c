@@ -138,6 +138,41 @@ static void zip_holds_files_at_root(void **state)
     free(buf);
 }
 
+/* Images and small files are stored, larger other files deflated. */
+static void zip_stores_images_and_small_files(void **state)
+{
+    static unsigned char text[8192], image[8192];
+    memset(text, 'a', sizeof(text));
+    for (size_t i = 0; i < sizeof(image); i++)
+        image[i] = (unsigned char)(i * 7919u >> 3);
+    const cm_file_t files[] = {
+        {"pass.json", (const unsigned char *)"{\"formatVersion\":1}", 19},
+        {"en.lproj/pass.strings", text, sizeof(text)},
+        {"background@2x.png", image, sizeof(image)},
+        {"strip.JPG", image, sizeof(image)},
+    };
+    const zip_uint16_t expected[] = {ZIP_CM_STORE, ZIP_CM_DEFLATE, ZIP_CM_STORE, ZIP_CM_STORE};
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    char err[256] = "";
+    assert_int_equal(cm_bundle_zip(files, 4, 1700000000, &buf, &len, err, sizeof(err)), 0);
+    zip_error_t ze;
+    zip_error_init(&ze);
+    zip_source_t *src = zip_source_buffer_create(buf, len, 0, &ze);
+    zip_t *za = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &ze);
+    assert_non_null(za);
+    for (zip_uint64_t i = 0; i < 4; i++) {
+        zip_stat_t st;
+        assert_int_equal(zip_stat_index(za, i, 0, &st), 0);
+        assert_string_equal(st.name, files[i].name);
+        assert_int_equal(st.comp_method, expected[i]);
+        assert_int_equal(st.size, files[i].len);
+    }
+    zip_close(za);
+    zip_error_fini(&ze);
+    free(buf);
+}
+
 static void bundle_names(void **state)
 {
     assert_true(cm_bundle_name_is_safe("icon.png"));
@@ -164,6 +199,7 @@ int main(void)
         cmocka_unit_test(refuses_duplicate_and_empty_names),
         cmocka_unit_test(empty_list_is_empty_object),
         cmocka_unit_test(zip_holds_files_at_root),
+        cmocka_unit_test(zip_stores_images_and_small_files),
         cmocka_unit_test(bundle_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -26,6 +26,10 @@
  *                                 is a digest of the certificate, the WWDR and PUBLIC_URL, so that a
  *                                 renewed certificate or a new URL is never served from the cache. One
  *                                 bundle per pass: a new version replaces the old one.
+ *   pk:signer:epoch               string: a random value the signer sets when it is missing. A new value
+ *                                 means a new data set (FLUSHALL, restart without persistence), where
+ *                                 pk:seq and so template revisions start again: the signers then drop
+ *                                 the templates they keep in memory.
  *   pk:events                     stream. One entry per change: type (pass.created | pass.updated),
  *                                 passTypeIdentifier, serialNumber, version.
  *   pk:fanout                     stream written by the pushers: an event for a pass with more registered
