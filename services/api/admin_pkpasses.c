@@ -101,7 +101,8 @@ static int parse_passes_or_reply(h2o_req_t *req, struct batch *b)
         memcpy(it->ptid, value, pl);
         it->ptid[pl] = '\0';
         snprintf(it->serial, sizeof(it->serial), "%s", slash + 1);
-        snprintf(it->name, sizeof(it->name), "%s.pkpass", it->serial);
+        snprintf(it->name, sizeof(it->name), "%s.pkpass",
+                 slash + 1); /* the serial (not it->serial: same object) */
         for (size_t j = 0; j < i; j++) {
             if (strcmp(b->items[j].serial, it->serial) != 0)
                 continue;
