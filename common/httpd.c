@@ -148,7 +148,7 @@ static void on_accept(uv_stream_t *listener, int status)
     h2o_accept(&httpd->accept_ctx, sock);
 }
 
-static int parse_listen(const char *listen, struct sockaddr_storage *ss)
+int cm_httpd_parse_listen(const char *listen, struct sockaddr_storage *ss)
 {
     char host[256];
     const char *colon = strrchr(listen, ':');
@@ -158,26 +158,23 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss)
     host[colon - listen] = '\0';
     char *end;
     long port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || port < 0 || port > 65535)
+    if (colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535)
         return -1;
-    const char *h = host;
-    if (h[0] == '\0')
-        h = "0.0.0.0";
-    if (h[0] == '[') { /* [::1]:8080 */
+    memset(ss, 0, sizeof(*ss));
+    if (host[0] == '[') { /* [::1]:8080 */
         size_t hl = strlen(host);
         if (host[hl - 1] != ']')
             return -1;
         host[hl - 1] = '\0';
         return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)ss) == 0 ? 0 : -1;
     }
-    return uv_ip4_addr(h, (int)port, (struct sockaddr_in *)ss) == 0 ? 0 : -1;
+    return uv_ip4_addr(host[0] != '\0' ? host : "0.0.0.0", (int)port, (struct sockaddr_in *)ss) == 0 ? 0 : -1;
 }
 
 int cm_httpd_start(cm_httpd_t *httpd)
 {
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    if (parse_listen(httpd->listen, &ss) != 0) {
+    if (cm_httpd_parse_listen(httpd->listen, &ss) != 0) {
         CM_LOG(CM_LOG_ERROR, "event=listen_failed address=\"%s\" reason=\"not host:port\"", httpd->listen);
         return -1;
     }
@@ -287,7 +284,9 @@ static const char *reason_phrase(int status)
     }
 }
 
-void cm_httpd_send_bytes(h2o_req_t *req, int status, const char *content_type, const void *body, size_t len)
+/* Sets the status, Content-Type and Content-Length and starts the response. Returns 0 when the body is
+ * to follow, or -1 after ending a HEAD response (headers only). */
+static int start_reply(h2o_req_t *req, int status, const char *content_type, size_t len)
 {
     static h2o_generator_t generator = {NULL, NULL};
     req->res.status = status;
@@ -299,8 +298,15 @@ void cm_httpd_send_bytes(h2o_req_t *req, int status, const char *content_type, c
     h2o_start_response(req, &generator);
     if (h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("HEAD"))) {
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
-        return;
+        return -1;
     }
+    return 0;
+}
+
+void cm_httpd_send_bytes(h2o_req_t *req, int status, const char *content_type, const void *body, size_t len)
+{
+    if (start_reply(req, status, content_type, len) != 0)
+        return;
     h2o_iovec_t buf = h2o_strdup(&req->pool, body, len);
     h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
 }
@@ -312,20 +318,10 @@ static void free_owned(void *slot)
 
 void cm_httpd_send_owned(h2o_req_t *req, int status, const char *content_type, void *body, size_t len)
 {
-    static h2o_generator_t generator = {NULL, NULL};
     void **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), free_owned);
     *slot = body; /* freed with the request's pool, once h2o no longer needs the bytes */
-    req->res.status = status;
-    req->res.reason = reason_phrase(status);
-    if (content_type != NULL)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
-                       strlen(content_type));
-    req->res.content_length = len;
-    h2o_start_response(req, &generator);
-    if (h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("HEAD"))) {
-        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+    if (start_reply(req, status, content_type, len) != 0)
         return;
-    }
     h2o_iovec_t buf = h2o_iovec_init(body, len);
     h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
 }

@@ -177,36 +177,12 @@ void cm_status_routes(cm_httpd_t *httpd, cm_metrics_t *metrics, cm_ready_fn read
 
 /* ---- the threaded server ---- */
 
-/* "host:port", ":port" or "[v6]:port", as cm_httpd_start reads it. */
-static int parse_listen(const char *listen, struct sockaddr_storage *ss)
-{
-    char host[256];
-    const char *colon = strrchr(listen, ':');
-    if (colon == NULL || (size_t)(colon - listen) >= sizeof(host))
-        return -1;
-    memcpy(host, listen, colon - listen);
-    host[colon - listen] = '\0';
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535)
-        return -1;
-    memset(ss, 0, sizeof(*ss));
-    if (host[0] == '[') {
-        size_t hl = strlen(host);
-        if (host[hl - 1] != ']')
-            return -1;
-        host[hl - 1] = '\0';
-        return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)ss) == 0 ? 0 : -1;
-    }
-    return uv_ip4_addr(host[0] != '\0' ? host : "0.0.0.0", (int)port, (struct sockaddr_in *)ss) == 0 ? 0 : -1;
-}
-
 /* cm_httpd_start only logs why it cannot listen; binding a plain socket first (as libuv binds:
  * SO_REUSEADDR) gives the reason for err. */
 static int probe_listen(cm_status_server_t *s)
 {
     struct sockaddr_storage ss;
-    if (parse_listen(s->listen, &ss) != 0) {
+    if (cm_httpd_parse_listen(s->listen, &ss) != 0) {
         snprintf(s->err, sizeof(s->err), "cannot listen on %.100s: not host:port", s->listen);
         return -1;
     }

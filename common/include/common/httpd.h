@@ -39,6 +39,10 @@ void cm_httpd_stop(cm_httpd_t *httpd);
 /* Frees a server that was never started. A started one lives until the process exits (h2o 2.2.5 can't
  * dispose of a context whose connections are still open). Accepts NULL. */
 void cm_httpd_free(cm_httpd_t *httpd);
+/* Reads a listen address: "host:port", ":port" (all interfaces) or "[v6]:port", the port 0 to 65535 (not
+ * empty). Returns 0 with *ss filled in (zeroed first), or -1. */
+struct sockaddr_storage;
+int cm_httpd_parse_listen(const char *listen, struct sockaddr_storage *ss);
 /* Number of requests that have started and not yet been disposed (for graceful shutdown). */
 size_t cm_httpd_inflight(const cm_httpd_t *httpd);
 
