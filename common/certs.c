@@ -110,10 +110,9 @@ static EVP_PKEY *read_key(const char *path, char *err, size_t err_size)
     return k;
 }
 
-/* The UTF-8 text of the first subject entry with nid, malloc'd, or NULL when absent or unreadable. */
-static char *subject_text(X509 *cert, int nid)
+char *cm_certs_subject_text(const X509 *cert, int nid)
 {
-    X509_NAME *name = X509_get_subject_name(cert);
+    const X509_NAME *name = X509_get_subject_name(cert);
     int idx = X509_NAME_get_index_by_NID(name, nid, -1);
     if (idx < 0)
         return NULL;
@@ -169,7 +168,7 @@ static int load_identity(const char *dir, const char *name, cm_pass_identity_t *
         bad = 1;
     }
     ERR_clear_error();
-    uid = subject_text(id->cert, NID_userId);
+    uid = cm_certs_subject_text(id->cert, NID_userId);
     if (uid == NULL) {
         add_problem(err, err_size, "%s: the subject has no UID (the pass type identifier)", id->cert_path);
         bad = 1;
@@ -178,7 +177,7 @@ static int load_identity(const char *dir, const char *name, cm_pass_identity_t *
                     id->cert_path, uid, name);
         bad = 1;
     }
-    id->team_id = subject_text(id->cert, NID_organizationalUnitName);
+    id->team_id = cm_certs_subject_text(id->cert, NID_organizationalUnitName);
     if (id->team_id == NULL || id->team_id[0] == '\0') {
         add_problem(err, err_size, "%s: the subject has no OU (the Team ID)", id->cert_path);
         bad = 1;
@@ -214,6 +213,14 @@ static int is_directory(const char *dir, const char *name)
 static int by_name(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Frees the names list_pass_types gave. */
+static void free_names(char **names, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
 }
 
 /* The names of the pass type folders of dir, sorted, malloc'd. Returns 0, or -1 after adding to err. */
@@ -295,9 +302,7 @@ int cm_certs_load(const char *dir, int require_wwdr, cm_certs_t **out, char *err
     rc = 0;
 out:
     cm_certs_free(certs);
-    for (size_t i = 0; i < name_count; i++)
-        free(names[i]);
-    free(names);
+    free_names(names, name_count);
     free(wwdr_path);
     return rc;
 }
@@ -398,15 +403,17 @@ int cm_certs_check_identity(const cm_pass_identity_t *id, struct x509_st *wwdr, 
         name_text(X509_get_issuer_name(id->cert), issuer, sizeof(issuer));
         name_text(X509_get_subject_name(wwdr), wwdr_name, sizeof(wwdr_name));
         if (X509_NAME_cmp(X509_get_issuer_name(id->cert), X509_get_subject_name(wwdr)) != 0) {
-            add_problem(err, err_size, "%s: issued by '%s', not by the configured WWDR '%s' (%s)", id->cert_path,
-                        issuer, wwdr_name, wwdr_source);
+            add_problem(err, err_size, "%s: issued by '%s', not by the configured WWDR '%s' (%s)",
+                        id->cert_path, issuer, wwdr_name, wwdr_source);
             bad = 1;
         } else {
             EVP_PKEY *pub = X509_get0_pubkey(wwdr);
-            if (X509_check_issued(wwdr, id->cert) != X509_V_OK || pub == NULL || X509_verify(id->cert, pub) != 1) {
-                add_problem(err, err_size,
-                            "%s: names the configured WWDR '%s' (%s) as its issuer but is not signed by its key",
-                            id->cert_path, wwdr_name, wwdr_source);
+            if (X509_check_issued(wwdr, id->cert) != X509_V_OK || pub == NULL ||
+                X509_verify(id->cert, pub) != 1) {
+                add_problem(
+                    err, err_size,
+                    "%s: names the configured WWDR '%s' (%s) as its issuer but is not signed by its key",
+                    id->cert_path, wwdr_name, wwdr_source);
                 bad = 1;
             }
             ERR_clear_error();
@@ -512,9 +519,7 @@ int cm_certs_load_checked(const char *dir, const cm_certs_options_t *opt, cm_cer
     rc = 0;
 out:
     cm_certs_free(certs);
-    for (size_t i = 0; i < name_count; i++)
-        free(names[i]);
-    free(names);
+    free_names(names, name_count);
     return rc;
 }
 

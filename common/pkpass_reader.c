@@ -13,6 +13,7 @@
  */
 #include "common/pkpass_reader.h"
 #include "common/bundle_zip.h"
+#include "common/certs.h"
 #include "common/pkpass_strings.h"
 
 #include <jansson.h>
@@ -523,26 +524,6 @@ static json_t *time_json(const ASN1_TIME *t)
     return json_string(s);
 }
 
-/* The text of the first subject entry with nid, malloc'd, or NULL. */
-static char *subject_entry(const X509 *cert, int nid)
-{
-    const X509_NAME *name = X509_get_subject_name(cert);
-    int idx = X509_NAME_get_index_by_NID(name, nid, -1);
-    if (idx < 0)
-        return NULL;
-    unsigned char *utf8 = NULL;
-    int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx)));
-    if (n < 0)
-        return NULL;
-    char *s = malloc((size_t)n + 1);
-    if (s == NULL)
-        abort();
-    memcpy(s, utf8, (size_t)n);
-    s[n] = '\0';
-    OPENSSL_free(utf8);
-    return s;
-}
-
 static json_t *name_json(const X509_NAME *name)
 {
     BIO *b = BIO_new(BIO_s_mem());
@@ -575,11 +556,11 @@ static char *serial_hex(const X509 *cert)
 
 int cm_pkpass_wwdr_generation(const X509 *cert, char *out, size_t out_size)
 {
-    char *cn = subject_entry(cert, NID_commonName), *ou = NULL, *serial = NULL;
+    char *cn = cm_certs_subject_text(cert, NID_commonName), *ou = NULL, *serial = NULL;
     int rc = -1;
     if (cn == NULL || strstr(cn, "Worldwide Developer Relations Certification Authority") == NULL)
         goto out;
-    ou = subject_entry(cert, NID_organizationalUnitName);
+    ou = cm_certs_subject_text(cert, NID_organizationalUnitName);
     serial = serial_hex(cert);
     const char *gen = "G1";
     if (ou != NULL && ou[0] == 'G' && ou[1] != '\0' && strspn(ou + 1, "0123456789") == strlen(ou + 1))
@@ -605,7 +586,7 @@ static void short_name(const X509 *cert, char *out, size_t size)
         snprintf(out, size, "WWDR %s", gen);
         return;
     }
-    char *cn = subject_entry(cert, NID_commonName);
+    char *cn = cm_certs_subject_text(cert, NID_commonName);
     char shown[128];
     snprintf(out, size, "%s", cn != NULL ? printable(cn, shown, sizeof(shown)) : "(no CN)");
     free(cn);
@@ -633,7 +614,7 @@ static json_t *signer_json(X509 *cert)
     const int nids[] = {NID_userId, NID_organizationalUnitName, NID_commonName, NID_organizationName};
     const char *keys[] = {"uid", "teamIdentifier", "commonName", "organization"};
     for (size_t i = 0; i < 4; i++) {
-        char *v = subject_entry(cert, nids[i]);
+        char *v = cm_certs_subject_text(cert, nids[i]);
         set(s, keys[i], jstr(v));
         free(v);
     }
@@ -649,7 +630,7 @@ static void check_identity(cm_pkpass_report_t *r, X509 *signer, const json_t *pa
     const int nids[] = {NID_userId, NID_organizationalUnitName};
     const char *keys[] = {"passTypeIdentifier", "teamIdentifier"}, *fields[] = {"UID", "OU"};
     for (size_t i = 0; i < 2; i++) {
-        char *cert_value = subject_entry(signer, nids[i]);
+        char *cert_value = cm_certs_subject_text(signer, nids[i]);
         const char *doc_value = json_string_value(json_object_get(pass_doc, keys[i]));
         if (cert_value == NULL || doc_value == NULL || strcmp(cert_value, doc_value) != 0)
             add_warning(

@@ -77,6 +77,10 @@ typedef void (*cm_certs_refused_fn)(void *data, const char *pass_type_id, const 
 int cm_certs_load_checked(const char *dir, const cm_certs_options_t *opt, cm_certs_refused_fn refused,
                           void *data, cm_certs_t **out, char *err, size_t err_size);
 
+/* The UTF-8 text of the first subject entry of cert with nid (NID_userId, NID_commonName, ...), malloc'd;
+ * NULL when absent, unreadable, or holding an embedded NUL (which would make comparisons lie). */
+char *cm_certs_subject_text(const struct x509_st *cert, int nid);
+
 /* Where the WWDR came from: its path, or CM_CERTS_BUILTIN_WWDR. "" when there is no WWDR. Borrowed. */
 const char *cm_certs_wwdr_source(const cm_certs_t *certs);
 
