@@ -4,7 +4,7 @@
  * A write is two steps: read the context (current version, overrides and token, the template's
  * pass.json, the pass type's certificate entry) in one script, merge in C, then store with a script
  * that checks the version is still the one read (optimistic concurrency: a concurrent write makes it
- * retry, up to MAX_ATTEMPTS) and appends the event in the same atomic step.
+ * retry, up to API_MAX_ATTEMPTS) and appends the event in the same atomic step.
  *
  * The stored "overrides" are the issuer's fields; "doc" is the template's pass.json with the overrides
  * merged over it (RFC 7386: objects merge deeply, null removes a key), without the keys the server
@@ -31,9 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Each round of a write race has a winner, so MAX_ATTEMPTS concurrent writers of one pass all succeed. */
-#define MAX_ATTEMPTS 100
 
 /* Keys the server sets in every pass.json it signs; the issuer cannot choose them. */
 static const char *const server_keys[] = {"passTypeIdentifier", "serialNumber", "teamIdentifier",
@@ -167,14 +164,11 @@ static void on_written(redisReply *reply, void *data)
     h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_ARRAY, -1);
     if (req == NULL)
         goto out;
-    if (reply->elements == 1 && reply->element[0]->integer == -409) {
-        if (++op->attempts < MAX_ATTEMPTS) {
-            read_context(op); /* somebody wrote the pass meanwhile: merge again on the new state */
-            return;
-        }
-        cm_httpd_send_error(req, 409, "the pass is being changed concurrently, try again");
+    int conflict = api_retry_on_conflict(op, req, reply, read_context);
+    if (conflict > 0)
+        return; /* somebody wrote the pass meanwhile: merge again on the new state */
+    if (conflict < 0)
         goto out;
-    }
     if (reply->elements != 3) {
         api_reply_redis_failure(req, reply);
         goto out;

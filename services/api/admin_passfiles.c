@@ -23,9 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* As for pass writes: each round of a race has a winner. */
-#define MAX_ATTEMPTS 100
-
 static void read_context(api_op_t *op);
 
 /* Answers a stored or removed file with the pass's new (or unchanged) version; bytes < 0 for a removal.
@@ -65,14 +62,11 @@ static void on_written(redisReply *reply, void *data)
     h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_ARRAY, -1);
     if (req == NULL)
         goto out;
-    if (reply->elements == 1 && reply->element[0]->integer == -409) {
-        if (++op->attempts < MAX_ATTEMPTS) {
-            read_context(op); /* the pass changed meanwhile: check again against its new state */
-            return;
-        }
-        cm_httpd_send_error(req, 409, "the pass is being changed concurrently, try again");
+    int conflict = api_retry_on_conflict(op, req, reply, read_context);
+    if (conflict > 0)
+        return; /* the pass changed meanwhile: check again against its new state */
+    if (conflict < 0)
         goto out;
-    }
     if (reply->elements == 1 && reply->element[0]->integer == -404) {
         cm_httpd_send_error(req, 404, "no pass %s/%s", op->ptid, op->serial);
         goto out;

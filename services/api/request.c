@@ -77,6 +77,18 @@ h2o_req_t *api_op_req_or_reply(api_op_t *op, const redisReply *reply, int type, 
     return req;
 }
 
+int api_retry_on_conflict(api_op_t *op, h2o_req_t *req, const redisReply *reply, void (*again)(api_op_t *op))
+{
+    if (reply->elements != 1 || reply->element[0]->integer != -409)
+        return 0;
+    if (++op->attempts < API_MAX_ATTEMPTS) {
+        again(op);
+        return 1;
+    }
+    cm_httpd_send_error(req, 409, "the pass is being changed concurrently, try again");
+    return -1;
+}
+
 int api_applepass_or_reply(api_op_t *op, h2o_req_t *req)
 {
     if (api_authorization(req, "ApplePass", op->presented_token, sizeof(op->presented_token)) == 0)

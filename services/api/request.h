@@ -51,6 +51,16 @@ int api_op_eval(api_op_t *op, const char *script, int nargs, const char **args, 
  * client is still there; the callback then only frees op. */
 h2o_req_t *api_op_req_or_reply(api_op_t *op, const struct redisReply *reply, int type, long elements);
 
+/* Each round of a write race has a winner, so this many concurrent writers of one pass all succeed. */
+#define API_MAX_ATTEMPTS 100
+
+/* For the array reply of a write script that answers {-409} when the pass's version moved since it was
+ * read. 0 when reply is not that. Otherwise, for up to API_MAX_ATTEMPTS writes in all, calls again(op)
+ * (to read the pass again and retry; it now owns op) and returns 1: the callback just returns. After the
+ * last attempt, answers 409 and returns -1: the callback then frees op. */
+int api_retry_on_conflict(api_op_t *op, h2o_req_t *req, const struct redisReply *reply,
+                          void (*again)(api_op_t *op));
+
 /* Reads "Authorization: ApplePass <token>" into op->presented_token. Returns 0, or answers 401 and
  * returns -1 (the caller still owns op). */
 int api_applepass_or_reply(api_op_t *op, h2o_req_t *req);
