@@ -341,6 +341,18 @@ int pusher_events_autoclaim(redisContext *c, enum pusher_stream stream, const ch
     return rc;
 }
 
+/* Runs a command whose reply is not needed and frees argv (malloc'd, its strings borrowed). 0, or -1 with
+ * err. */
+static int command_argv_discard(redisContext *c, const char **argv, size_t argc, char *err, size_t err_size)
+{
+    redisReply *r = command_argv(c, (int)argc, argv, err, err_size);
+    free(argv);
+    if (r == NULL)
+        return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
 /* `head` fixed arguments followed by the ids. */
 static int ids_command(redisContext *c, const char **head, int nhead, const char *const *ids, size_t n,
                        const char *tail, char *err, size_t err_size)
@@ -357,12 +369,7 @@ static int ids_command(redisContext *c, const char **head, int nhead, const char
         argv[(size_t)nhead + i] = ids[i];
     if (tail != NULL)
         argv[argc - 1] = tail;
-    redisReply *r = command_argv(c, (int)argc, argv, err, err_size);
-    free(argv);
-    if (r == NULL)
-        return -1;
-    freeReplyObject(r);
-    return 0;
+    return command_argv_discard(c, argv, argc, err, err_size);
 }
 
 int pusher_events_ack(redisContext *c, enum pusher_stream stream, const char *const *ids, size_t n, char *err,
@@ -479,12 +486,7 @@ int pusher_events_deadletter(redisContext *c, const char *const *fields, size_t 
     argv[argc++] = "*";
     for (size_t i = 0; i < nfields; i++)
         argv[argc++] = fields[i];
-    redisReply *r = command_argv(c, (int)argc, argv, err, err_size);
-    free(argv);
-    if (r == NULL)
-        return -1;
-    freeReplyObject(r);
-    return 0;
+    return command_argv_discard(c, argv, argc, err, err_size);
 }
 
 /*
