@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/bundle_files.h"
+#include "problems_text.h"
 
 /* A 1x1 PNG (the integration tests' PNG_1X1). */
 static const unsigned char PNG[] = {
@@ -23,27 +24,6 @@ static const unsigned char PNG[] = {
 #define MSG_BAD_LPROJ                                                                                        \
     "is not a localization folder name: use a language code of 2 or 3 letters, optionally with a script "    \
     "or region (en.lproj, pt-BR.lproj, zh-Hans.lproj)"
-
-static char *render(cm_problems_t *p)
-{
-    size_t size = 1;
-    char *out = calloc(1, size);
-    json_t *e;
-    size_t i;
-    json_array_foreach(cm_problems_get(p), i, e)
-    {
-        const char *where = json_string_value(json_object_get(e, "file"));
-        const char *msg = json_string_value(json_object_get(e, "message"));
-        assert_non_null(where);
-        size += strlen(where) + strlen(msg) + 3;
-        out = realloc(out, size);
-        strcat(out, where);
-        strcat(out, ": ");
-        strcat(out, msg);
-        strcat(out, "\n");
-    }
-    return out;
-}
 
 static cm_file_t text_file(const char *name, const char *text)
 {
@@ -59,7 +39,7 @@ static void expect_files(const cm_file_t *files, size_t n, const char *want)
 {
     cm_problems_t *p = cm_problems_new();
     cm_bundle_files_check(files, n, p);
-    char *got = render(p);
+    char *got = problems_text(p, "file");
     assert_string_equal(got, want);
     free(got);
     cm_problems_free(p);
@@ -288,7 +268,7 @@ static void own_files(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         cm_problems_t *p = cm_problems_new();
         cm_bundle_files_check_own(cases[i].name, cases[i].data, cases[i].len, others, n, p);
-        char *got = render(p);
+        char *got = problems_text(p, "file");
         assert_string_equal(got, cases[i].want);
         free(got);
         cm_problems_free(p);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/passjson_check.h"
+#include "problems_text.h"
 
 /* A valid event ticket, the base every case changes. */
 static const char *const VALID =
@@ -37,21 +38,7 @@ static char *problems_of(const char *patch)
     }
     cm_problems_t *problems = cm_problems_new();
     cm_passjson_check(pass, problems);
-    size_t size = 1;
-    char *out = calloc(1, size);
-    json_t *list = cm_problems_get(problems), *e;
-    size_t i;
-    json_array_foreach(list, i, e)
-    {
-        const char *where = json_string_value(json_object_get(e, "pointer"));
-        const char *msg = json_string_value(json_object_get(e, "message"));
-        size += strlen(where) + strlen(msg) + 3;
-        out = realloc(out, size);
-        strcat(out, where);
-        strcat(out, ": ");
-        strcat(out, msg);
-        strcat(out, "\n");
-    }
+    char *out = problems_text(problems, "pointer");
     cm_problems_free(problems);
     json_decref(pass);
     json_decref(p);
