@@ -210,6 +210,13 @@ void cm_bundle_files_check_own(const char *name, const unsigned char *data, size
             "part, at most one folder)");
         return;
     }
+    if (cm_bundle_files_is_junk(name)) {
+        cm_problems_add_file(
+            p, name,
+            "is a leftover of macOS or Windows (.DS_Store, ._*, Thumbs.db), not a file of the "
+            "pass");
+        return;
+    }
     const char *base = slash != NULL ? slash + 1 : name;
     if (!ends_with(base, strlen(base), ".png")) {
         cm_problems_add_file(p, name,
@@ -226,7 +233,10 @@ void cm_bundle_files_check_own(const char *name, const unsigned char *data, size
     check_png(name, data, len, p);
     for (size_t i = 0; i < nothers; i++) {
         const char *o = others[i], *oslash = strchr(o, '/');
-        if (slash != NULL && strcmp(o, base) == 0) {
+        if (strcasecmp(o, name) == 0 && strcmp(o, name) != 0) {
+            /* the bundle would hold two names a case-insensitive file system (the phone's) confuses */
+            cm_problems_add_file(p, name, "differs from %s only in case: use that name to replace it", o);
+        } else if (slash != NULL && strcmp(o, base) == 0) {
             cm_problems_add_file(p, name, "%s %s", base, MSG_BOTH);
         } else if (slash == NULL && oslash != NULL && strcmp(oslash + 1, name) == 0) {
             cm_problems_add_file(

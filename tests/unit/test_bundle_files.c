@@ -260,6 +260,11 @@ static void own_files(void **state)
         {"../x.png", PNG, sizeof(PNG),
          "../x.png: is not an allowed file name (printable ASCII without spaces, no \".\" or \"..\" part, at "
          "most one folder)\n"},
+        {"Logo.png", PNG, sizeof(PNG),
+         "Logo.png: differs from logo.png only in case: use that name to replace it\n"},
+        {"._strip.png", PNG, sizeof(PNG),
+         "._strip.png: is a leftover of macOS or Windows (.DS_Store, ._*, Thumbs.db), not a file of the "
+         "pass\n"},
         {"my logo.png", PNG, sizeof(PNG),
          "my logo.png: is not an allowed file name (printable ASCII without spaces, no \".\" or \"..\" part, "
          "at "
