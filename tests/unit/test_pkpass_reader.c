@@ -143,7 +143,7 @@ static const char pass_json[] =
 static const unsigned char strings_le[] = {0xff, 0xfe, '"', 0, 'a',  0, '"', 0, ' ', 0, '=',  0,
                                            ' ',  0,    '"', 0, 0xe4, 0, '"', 0, ';', 0, '\n', 0};
 
-#define FILE_OF(n, d, l) ((cm_file_t){(n), (const unsigned char *)(d), (l)})
+#define FILE_OF(n, d, l) ((cm_file_t){.name = (n), .data = (const unsigned char *)(d), .len = (l)})
 #define TEXT(n, s)       FILE_OF((n), (s), strlen(s))
 
 struct spec {
@@ -613,7 +613,8 @@ static void caps_on_size_and_entries(void **state)
 {
     size_t big = 32u << 20; /* 32 MiB of zeros deflate to about 32 KiB: a small zip bomb */
     char *zeros = calloc(1, big);
-    cm_file_t files[] = {TEXT("pass.json", pass_json), FILE_OF("strip.png", zeros, big)};
+    /* not an image name: cm_bundle_zip stores images as they are */
+    cm_file_t files[] = {TEXT("pass.json", pass_json), FILE_OF("en.lproj/pass.strings", zeros, big)};
     unsigned char *zip;
     size_t len;
     zip_of(files, 2, &zip, &len);
