@@ -1,6 +1,7 @@
 /*
- * manifest.json builder; see common/manifest.h. SHA-1 comes from OpenSSL's EVP interface, the JSON
- * from jansson with JSON_SORT_KEYS, which is what makes the output independent of the file order.
+ * manifest.json builder; see common/manifest.h. SHA-1 comes from OpenSSL's EVP interface (skipped for
+ * files whose digest the caller already has), the JSON from jansson with JSON_SORT_KEYS, which is what
+ * makes the output independent of the file order.
  */
 #include "common/manifest.h"
 
@@ -14,8 +15,7 @@ int cm_manifest_is_reserved(const char *name)
     return strcmp(name, CM_MANIFEST_NAME) == 0 || strcmp(name, CM_SIGNATURE_NAME) == 0;
 }
 
-/* Writes the 40 lowercase hex digits of SHA-1(data) and a NUL into hex. */
-static int sha1_hex(const unsigned char *data, size_t len, char hex[41])
+int cm_manifest_sha1_hex(const unsigned char *data, size_t len, char hex[41])
 {
     static const char digits[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -44,9 +44,13 @@ int cm_manifest_build(const cm_file_t *files, size_t count, char **out, size_t *
             goto out;
         if (cm_manifest_is_reserved(f->name))
             continue;
-        if (sha1_hex(f->data, f->len, hex) != 0)
-            goto out;
-        if (json_object_set_new(obj, f->name, json_string(hex)) != 0)
+        const char *digest = f->sha1_hex;
+        if (digest == NULL) {
+            if (cm_manifest_sha1_hex(f->data, f->len, hex) != 0)
+                goto out;
+            digest = hex;
+        }
+        if (json_object_set_new(obj, f->name, json_string(digest)) != 0)
             goto out; /* not UTF-8 */
     }
     text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);

@@ -148,7 +148,7 @@ static void zip_passes(uv_work_t *work)
     struct batch *b = work->data;
     cm_file_t files[MAX_PASSES];
     for (size_t i = 0; i < b->count; i++)
-        files[i] = (cm_file_t){b->items[i].name, b->items[i].body, b->items[i].len};
+        files[i] = (cm_file_t){.name = b->items[i].name, .data = b->items[i].body, .len = b->items[i].len};
     b->zip_rc = cm_bundle_zip_stored(files, b->count, b->mtime, MAX_BYTES, &b->zip, &b->zip_len, b->zip_err,
                                      sizeof(b->zip_err));
 }

@@ -41,7 +41,9 @@ static void check_template(const api_template_t *t, cm_problems_t *problems)
 {
     cm_file_t files[API_TEMPLATE_MAX_FILES];
     for (size_t i = 0; i < t->count; i++)
-        files[i] = (cm_file_t){t->files[i].name, (const unsigned char *)t->files[i].data, t->files[i].len};
+        files[i] = (cm_file_t){.name = t->files[i].name,
+                               .data = (const unsigned char *)t->files[i].data,
+                               .len = t->files[i].len};
     cm_bundle_files_check(files, t->count, problems);
     if (t->pass_json == NULL)
         return;

@@ -78,7 +78,8 @@ int signer_bundle_build(const signer_bundle_input_t *in, unsigned char **out, si
     pass_json = build_pass_json(in, err, err_size);
     if (pass_json == NULL)
         goto out;
-    files[n++] = (cm_file_t){PASS_JSON, (const unsigned char *)pass_json, strlen(pass_json)};
+    files[n++] =
+        (cm_file_t){.name = PASS_JSON, .data = (const unsigned char *)pass_json, .len = strlen(pass_json)};
     for (size_t i = 0; i < in->file_count; i++) {
         const cm_file_t *f = &in->files[i];
         if (strcmp(f->name, PASS_JSON) == 0 || cm_manifest_is_reserved(f->name) || is_own(in, f->name))
@@ -106,8 +107,9 @@ int signer_bundle_build(const signer_bundle_input_t *in, unsigned char **out, si
                          err_size);
     if (rc != 0)
         goto out;
-    files[n++] = (cm_file_t){CM_MANIFEST_NAME, (const unsigned char *)manifest, manifest_len};
-    files[n++] = (cm_file_t){CM_SIGNATURE_NAME, signature, signature_len};
+    files[n++] =
+        (cm_file_t){.name = CM_MANIFEST_NAME, .data = (const unsigned char *)manifest, .len = manifest_len};
+    files[n++] = (cm_file_t){.name = CM_SIGNATURE_NAME, .data = signature, .len = signature_len};
     if (cm_bundle_zip(files, n, in->last_modified, out, out_len, err, err_size) != 0) {
         rc = SIGNER_ERR_INTERNAL;
         goto out;

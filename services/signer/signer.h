@@ -237,7 +237,9 @@ int signer_store_template_rev(signer_store_t *s, const char *template_id, char *
 
 typedef struct signer_template {
     char rev[24];
-    cm_file_t *files; /* sorted by name; names and bytes point into reply or shared */
+    /* sorted by name; names and bytes point into reply or shared, and so do the SHA-1 digests, which
+     * only shared has */
+    cm_file_t *files;
     size_t count;
     void *reply;  /* the HGETALL reply that owns the bytes, or NULL */
     void *shared; /* the process's cached copy that owns them, or NULL (store.c) */

@@ -18,6 +18,9 @@
  *   starts again after a FLUSHALL or a restart without persistence, so the script also returns
  *   pk:signer:epoch (set to a random value when missing): a new epoch empties the cache. A certificate
  *   reload (SIGHUP) empties it too (signer_store_forget_templates).
+ * - A cached template also keeps each file's SHA-1, computed once when the revision is cached: a signing
+ *   hashes only pass.json and the pass's own files for the manifest (hashing Apple's 300 KB Event
+ *   sample took 0.2 ms per signing, 12 % of the signer's CPU in a profile of the bench's cold round).
  * - A bundle is cached with MULTI/HSET/EXPIRE/EXEC sent at once (no Lua copy of the bytes).
  */
 #include "signer.h"
@@ -66,6 +69,7 @@ struct tpl_entry {
     cm_file_t *files;
     size_t count, bytes;
     unsigned char *blob; /* names and bytes of the files */
+    char (*sha1)[41];    /* files[i].sha1_hex points to sha1[i] */
     unsigned refs;       /* templates handed out, plus one while listed */
     int listed;
     uint64_t used;
@@ -79,13 +83,19 @@ static struct {
     char epoch[EPOCH_MAX + 1];
 } tplcache = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, 0, ""};
 
+static void entry_free(struct tpl_entry *e)
+{
+    free(e->files);
+    free(e->blob);
+    free(e->sha1);
+    free(e);
+}
+
 static void entry_unref_locked(struct tpl_entry *e)
 {
     if (--e->refs > 0)
         return;
-    free(e->files);
-    free(e->blob);
-    free(e);
+    entry_free(e);
 }
 
 static void entry_unlist_locked(struct tpl_entry *e)
@@ -142,8 +152,9 @@ static struct tpl_entry *cache_get(const char *epoch, const char *id, const char
     return found;
 }
 
-/* Copies tpl (read from Redis in epoch) into the cache, replacing older revisions of id. Returns the
- * entry, referenced for the caller, or NULL when the epoch moved on meanwhile. */
+/* Copies tpl (read from Redis in epoch) into the cache with each file's SHA-1 (computed here, outside
+ * the lock), replacing older revisions of id. Returns the entry, referenced for the caller, or NULL when
+ * the epoch moved on meanwhile or hashing failed. */
 static struct tpl_entry *cache_put(const char *epoch, const char *id, const signer_template_t *tpl)
 {
     struct tpl_entry *e = calloc(1, sizeof(*e));
@@ -155,8 +166,9 @@ static struct tpl_entry *cache_put(const char *epoch, const char *id, const sign
     for (size_t i = 0; i < tpl->count; i++)
         total += strlen(tpl->files[i].name) + 1 + tpl->files[i].len;
     e->files = calloc(tpl->count > 0 ? tpl->count : 1, sizeof(*e->files));
+    e->sha1 = calloc(tpl->count > 0 ? tpl->count : 1, sizeof(*e->sha1));
     e->blob = malloc(total > 0 ? total : 1);
-    if (e->files == NULL || e->blob == NULL)
+    if (e->files == NULL || e->sha1 == NULL || e->blob == NULL)
         abort();
     unsigned char *p = e->blob;
     for (size_t i = 0; i < tpl->count; i++) {
@@ -168,6 +180,11 @@ static struct tpl_entry *cache_put(const char *epoch, const char *id, const sign
         e->files[i].data = p;
         e->files[i].len = tpl->files[i].len;
         p += tpl->files[i].len;
+        if (cm_manifest_sha1_hex(e->files[i].data, e->files[i].len, e->sha1[i]) != 0) {
+            entry_free(e);
+            return NULL;
+        }
+        e->files[i].sha1_hex = e->sha1[i];
     }
     e->count = tpl->count;
     e->bytes = total;
@@ -175,9 +192,7 @@ static struct tpl_entry *cache_put(const char *epoch, const char *id, const sign
     pthread_mutex_lock(&tplcache.lock);
     if (strcmp(tplcache.epoch, epoch) != 0) {
         pthread_mutex_unlock(&tplcache.lock);
-        free(e->files);
-        free(e->blob);
-        free(e);
+        entry_free(e);
         return NULL;
     }
     for (struct tpl_entry *o = tplcache.head, *next; o != NULL; o = next) {

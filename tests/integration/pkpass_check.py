@@ -1,6 +1,6 @@
-"""Checks a .pkpass with tools we did not write: Python's zipfile for the archive, hashlib for the
-manifest, and `openssl cms -verify` for the signature; then with our own reader (build/bin/pkpass-inspect,
-common/pkpass_reader.c), which must call the bundle "valid" too."""
+"""Checks a .pkpass with tools we did not write: Python's zipfile and Info-ZIP's `unzip -l` for the
+archive, hashlib for the manifest, and `openssl cms -verify` for the signature; then with our own reader
+(build/bin/pkpass-inspect, common/pkpass_reader.c), which must call the bundle "valid" too."""
 import hashlib
 import io
 import json
@@ -25,6 +25,26 @@ def check_manifest(files):
     expected = {n: hashlib.sha1(b).hexdigest() for n, b in files.items() if n not in ("manifest.json", "signature")}
     assert manifest == expected, (manifest, expected)
     return manifest
+
+
+def unzip_listing(data):
+    """The entry names `unzip -l` prints for the archive, in its order."""
+    with tempfile.NamedTemporaryFile(suffix=".pkpass") as f:
+        f.write(data)
+        f.flush()
+        p = subprocess.run(["unzip", "-l", f.name], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stderr == "", (p.returncode, p.stderr, p.stdout)
+    # "  Length      Date    Time    Name", a dashed line, one line per entry, a dashed line, the totals
+    lines = p.stdout.splitlines()
+    dashes = [i for i, l in enumerate(lines) if l.startswith("---------")]
+    assert len(dashes) == 2, p.stdout
+    return [l.split(None, 3)[3] for l in lines[dashes[0] + 1:dashes[1]]]
+
+
+def check_listing(data, manifest):
+    """unzip -l lists exactly the manifest's files, manifest.json and signature, each once."""
+    names = unzip_listing(data)
+    assert sorted(names) == sorted(list(manifest) + ["manifest.json", "signature"]), (names, sorted(manifest))
 
 
 def verify_signature(files, ca_file):
@@ -70,7 +90,7 @@ def check_reader(data, ca_file, pass_json):
 
 def check_bundle(data, ca_file, wwdr_subject_fragment=None):
     files = open_bundle(data)
-    check_manifest(files)
+    check_listing(data, check_manifest(files))
     printed = verify_signature(files, ca_file)
     assert "signingTime" in printed, "no signingTime attribute"
     if wwdr_subject_fragment:

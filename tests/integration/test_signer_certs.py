@@ -11,7 +11,7 @@ import time
 
 from harness import (BIN, OTHER_PASS_TYPE, PASS_TYPE, TEAM_ID, Service, StackTestCase, free_port, make_zip,
                      request, run, sample_template, wait_until)
-from pkpass_check import check_bundle, open_bundle
+from pkpass_check import check_bundle, check_listing, check_manifest, open_bundle
 
 V1 = "/passes/v1"
 G4_TEST = "CN=Test Worldwide Developer Relations Certification Authority,OU=G4,O=PassKit Backend Test,C=US"
@@ -29,6 +29,7 @@ def fingerprint(pem_path):
 def signer_fingerprint(bundle):
     """SHA-256 fingerprint of the certificate that signed the bundle, as openssl reports it."""
     files = open_bundle(bundle)
+    check_listing(bundle, check_manifest(files))
     with tempfile.TemporaryDirectory() as d:
         for n in ("manifest.json", "signature"):
             with open(os.path.join(d, n), "wb") as f:

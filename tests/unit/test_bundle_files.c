@@ -27,12 +27,12 @@ static const unsigned char PNG[] = {
 
 static cm_file_t text_file(const char *name, const char *text)
 {
-    return (cm_file_t){name, (const unsigned char *)text, strlen(text)};
+    return (cm_file_t){.name = name, .data = (const unsigned char *)text, .len = strlen(text)};
 }
 
 static cm_file_t png_file(const char *name)
 {
-    return (cm_file_t){name, PNG, sizeof(PNG)};
+    return (cm_file_t){.name = name, .data = PNG, .len = sizeof(PNG)};
 }
 
 static void expect_files(const cm_file_t *files, size_t n, const char *want)

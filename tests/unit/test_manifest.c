@@ -20,7 +20,7 @@
 
 #define FILE_OF(n, s)                                                                                        \
     {                                                                                                        \
-        (n), (const unsigned char *)(s), sizeof(s) - 1                                                       \
+        .name = (n), .data = (const unsigned char *)(s), .len = sizeof(s) - 1                                \
     }
 
 static void hashes_known_vectors_sorted(void **state)
@@ -51,6 +51,18 @@ static void same_files_any_order_same_bytes(void **state)
     assert_memory_equal(x, y, xl);
     free(x);
     free(y);
+}
+
+/* A digest the caller already knows is written as given; files without one are hashed. */
+static void uses_known_digests(void **state)
+{
+    cm_file_t files[] = {FILE_OF("icon.png", "abc"), FILE_OF("pass.json", FOX)};
+    files[0].sha1_hex = SHA1_EMPTY; /* not the digest of "abc": proves the bytes are not hashed again */
+    char *out = NULL;
+    size_t len = 0;
+    assert_int_equal(cm_manifest_build(files, 2, &out, &len), 0);
+    assert_string_equal(out, "{\"icon.png\":\"" SHA1_EMPTY "\",\"pass.json\":\"" SHA1_FOX "\"}");
+    free(out);
 }
 
 static void never_lists_manifest_or_signature(void **state)
@@ -146,10 +158,10 @@ static void zip_stores_images_and_small_files(void **state)
     for (size_t i = 0; i < sizeof(image); i++)
         image[i] = (unsigned char)(i * 7919u >> 3);
     const cm_file_t files[] = {
-        {"pass.json", (const unsigned char *)"{\"formatVersion\":1}", 19},
-        {"en.lproj/pass.strings", text, sizeof(text)},
-        {"background@2x.png", image, sizeof(image)},
-        {"strip.JPG", image, sizeof(image)},
+        {"pass.json", (const unsigned char *)"{\"formatVersion\":1}", 19, NULL},
+        {"en.lproj/pass.strings", text, sizeof(text), NULL},
+        {"background@2x.png", image, sizeof(image), NULL},
+        {"strip.JPG", image, sizeof(image), NULL},
     };
     const zip_uint16_t expected[] = {ZIP_CM_STORE, ZIP_CM_DEFLATE, ZIP_CM_STORE, ZIP_CM_STORE};
     unsigned char *buf = NULL;
@@ -195,6 +207,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hashes_known_vectors_sorted),
         cmocka_unit_test(same_files_any_order_same_bytes),
+        cmocka_unit_test(uses_known_digests),
         cmocka_unit_test(never_lists_manifest_or_signature),
         cmocka_unit_test(refuses_duplicate_and_empty_names),
         cmocka_unit_test(empty_list_is_empty_object),

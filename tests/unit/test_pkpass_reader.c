@@ -143,7 +143,7 @@ static const char pass_json[] =
 static const unsigned char strings_le[] = {0xff, 0xfe, '"', 0, 'a',  0, '"', 0, ' ', 0, '=',  0,
                                            ' ',  0,    '"', 0, 0xe4, 0, '"', 0, ';', 0, '\n', 0};
 
-#define FILE_OF(n, d, l) ((cm_file_t){(n), (const unsigned char *)(d), (l)})
+#define FILE_OF(n, d, l) ((cm_file_t){.name = (n), .data = (const unsigned char *)(d), .len = (l)})
 #define TEXT(n, s)       FILE_OF((n), (s), strlen(s))
 
 struct spec {

@@ -12,11 +12,14 @@
 #include <stddef.h>
 
 /* One file of a bundle. name is its path inside the archive ("icon.png", "en.lproj/pass.strings");
- * data is borrowed. */
+ * data is borrowed. sha1_hex is NULL, or (borrowed) the 40 lowercase hex digits of SHA-1(data) for a
+ * caller that keeps the same bytes for many bundles and hashes them once (the signer's template
+ * cache); cm_manifest_build then uses it as it is. */
 typedef struct cm_file {
     const char *name;
     const unsigned char *data;
     size_t len;
+    const char *sha1_hex;
 } cm_file_t;
 
 #define CM_MANIFEST_NAME  "manifest.json"
@@ -26,9 +29,14 @@ typedef struct cm_file {
  * template. */
 int cm_manifest_is_reserved(const char *name);
 
-/* Builds manifest.json for files[0..count). Returns 0 with *out (NUL-terminated, malloc'd: free with
- * free()) and *out_len (without the NUL). Returns -1 when a name is empty or appears twice (a manifest
- * cannot hold both), or when hashing fails; *out is then untouched. */
+/* Builds manifest.json for files[0..count), hashing the files whose sha1_hex is NULL. Returns 0 with
+ * *out (NUL-terminated, malloc'd: free with free()) and *out_len (without the NUL). Returns -1 when a
+ * name is empty or appears twice (a manifest cannot hold both), or when hashing fails; *out is then
+ * untouched. */
 int cm_manifest_build(const cm_file_t *files, size_t count, char **out, size_t *out_len);
+
+/* Writes the 40 lowercase hex digits of SHA-1(data[0..len)) and a NUL into hex, as the manifest lists
+ * them. Returns 0, or -1 when OpenSSL fails. */
+int cm_manifest_sha1_hex(const unsigned char *data, size_t len, char hex[41]);
 
 #endif
