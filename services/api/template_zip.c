@@ -106,8 +106,12 @@ int api_template_from_zip(const void *zip, size_t len, api_template_t *out, json
     }
     zip_source_t *src = zip_source_buffer_create(zip, len, 0, &zerr);
     if (src == NULL || (za = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &zerr)) == NULL) {
-        err =
-            error_new(NULL, "the body is not a zip archive of a pass model (%s)", zip_error_strerror(&zerr));
+        /* libzip's consistency check reports two entries of one name as "File already exists". */
+        err = zip_error_code_zip(&zerr) == ZIP_ER_EXISTS
+                  ? error_new(NULL, "the zip holds two entries with the same name: each file of a pass model "
+                                    "appears once")
+                  : error_new(NULL, "the body is not a zip archive of a pass model (%s)",
+                              zip_error_strerror(&zerr));
         zip_source_free(src);
         goto out;
     }

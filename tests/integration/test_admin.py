@@ -57,7 +57,16 @@ class AdminTest(StackTestCase):
     def test_template_errors_store_nothing(self):
         """What cannot be read as a pass model is 400; what Wallet would refuse in a readable one is 422
         (test_validation.py)."""
+        import io
+        import warnings
+        import zipfile
+        twice = io.BytesIO()
+        with warnings.catch_warnings(), zipfile.ZipFile(twice, "w") as z:
+            warnings.simplefilter("ignore")  # zipfile warns about the duplicate name, which is the point
+            for name, data in (("pass.json", "{}"), ("icon.png", PNG_1X1), ("icon.png", PNG_1X1)):
+                z.writestr(name, data)
         cases = [
+            (twice.getvalue(), "two entries with the same name", None),
             (b"", "body is empty", None),
             (make_zip({"pass.json": "{}", "icon.png": PNG_1X1, "ICON.png": PNG_1X1}), "clashes", "ICON.png"),
             (make_zip({"pass.json": "{}", "icon.png": PNG_1X1, "pass.json/x": PNG_1X1}), "clashes", "pass.json/x"),
