@@ -264,8 +264,9 @@ int main(void)
         uv_run(&m.loop, UV_RUN_DEFAULT);
         rc = 0;
     }
-    if (!m.drained && (m.stopping || cm_httpd_inflight(m.httpd) > 0 || signer_routes_bundles_pending() > 0 ||
-                       signer_passtypes_refresh_stop() || signer_routes_status_stop() || signer_registry_busy())) {
+    if (!m.drained &&
+        (m.stopping || cm_httpd_inflight(m.httpd) > 0 || signer_routes_bundles_pending() > 0 ||
+         signer_passtypes_refresh_stop() || signer_routes_status_stop() || signer_registry_busy())) {
         /* Grace expired: workers may still hold jobs and h2o connections are open. Freeing either would
          * race with them; the process exit reclaims everything. */
         CM_LOG(CM_LOG_WARN, "event=exit status=%d cleanup=skipped", rc);

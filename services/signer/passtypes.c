@@ -75,8 +75,8 @@ static struct {
 static void on_refresh_work(uv_work_t *work)
 {
     (void)work;
-    refresh.rc = publish_once(signer_identities_certs(refresh.ids), refresh.url, 1, refresh.err,
-                              sizeof(refresh.err));
+    refresh.rc =
+        publish_once(signer_identities_certs(refresh.ids), refresh.url, 1, refresh.err, sizeof(refresh.err));
 }
 
 static void start_refresh(uv_loop_t *loop);

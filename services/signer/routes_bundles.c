@@ -32,7 +32,7 @@
 #include <strings.h>
 #include <uv.h>
 
-#define PKPASS_MIME "application/vnd.apple.pkpass"
+#define PKPASS_MIME    "application/vnd.apple.pkpass"
 #define FLIGHT_BUCKETS 4096 /* a power of two */
 
 struct waiter {
@@ -100,11 +100,12 @@ static uint32_t flight_hash(const char *ptid, const char *serial, unsigned long 
     return h;
 }
 
-static struct flight *flight_find(const char *ptid, const char *serial, unsigned long generation, uint32_t hash)
+static struct flight *flight_find(const char *ptid, const char *serial, unsigned long generation,
+                                  uint32_t hash)
 {
     for (struct flight *f = flights[hash & (FLIGHT_BUCKETS - 1)]; f != NULL; f = f->next_in_bucket)
-        if (f->hash == hash && signer_identities_generation(f->ids) == generation && strcmp(f->ptid, ptid) == 0 &&
-            strcmp(f->serial, serial) == 0)
+        if (f->hash == hash && signer_identities_generation(f->ids) == generation &&
+            strcmp(f->ptid, ptid) == 0 && strcmp(f->serial, serial) == 0)
             return f;
     return NULL;
 }
@@ -126,7 +127,8 @@ static void flight_remove(struct flight *f)
 }
 
 /* A flight for ptid/serial on ids (takes the reference), not yet in the map or the pool. */
-static struct flight *flight_new(const char *ptid, const char *serial, signer_identities_t *ids, uint32_t hash)
+static struct flight *flight_new(const char *ptid, const char *serial, signer_identities_t *ids,
+                                 uint32_t hash)
 {
     struct flight *f = calloc(1, sizeof(*f));
     if (f == NULL)
@@ -190,8 +192,8 @@ static void flight_queue(struct flight *f)
         bundles_pending++;
         return;
     }
-    CM_LOG(CM_LOG_ERROR, "event=bundle_failed ptid=%s serial=%s reason=\"uv_queue_work: %s\"", f->ptid, f->serial,
-           uv_strerror(r));
+    CM_LOG(CM_LOG_ERROR, "event=bundle_failed ptid=%s serial=%s reason=\"uv_queue_work: %s\"", f->ptid,
+           f->serial, uv_strerror(r));
     bundles_pending++; /* on_after_work takes it back */
     on_after_work(&f->work, r);
 }
@@ -259,11 +261,12 @@ static void on_after_work(uv_work_t *work, int status)
         /* the first request started the job; the others shared it */
         int shared = i > 0;
         if (f->res.rc == 0)
-            CM_LOG(CM_LOG_INFO,
-                   "event=bundle ptid=%s serial=%s version=%s cache=%s shared=%d bytes=%zu ms=%.1f work_ms=%.1f "
-                   "queue_ms=%.1f status=200%s",
-                   f->ptid, f->serial, f->res.version, f->res.cache_hit ? "hit" : "miss", shared,
-                   f->res.bundle_len, total_ms, work_ms, queue_ms, client);
+            CM_LOG(
+                CM_LOG_INFO,
+                "event=bundle ptid=%s serial=%s version=%s cache=%s shared=%d bytes=%zu ms=%.1f work_ms=%.1f "
+                "queue_ms=%.1f status=200%s",
+                f->ptid, f->serial, f->res.version, f->res.cache_hit ? "hit" : "miss", shared,
+                f->res.bundle_len, total_ms, work_ms, queue_ms, client);
         else
             CM_LOG(level, "event=bundle_failed ptid=%s serial=%s status=%d shared=%d ms=%.1f reason=\"%s\"%s",
                    f->ptid, f->serial, http_status, shared, total_ms, f->res.err, client);

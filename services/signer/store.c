@@ -47,9 +47,9 @@ struct prefetch {
     char template_id[CM_ID_MAX + 1];
     int has_rev;
     char rev[24];
-    int has_bundle;         /* bundle_key/bundle_id not consumed yet */
+    int has_bundle; /* bundle_key/bundle_id not consumed yet */
     char bundle_key[CM_KEY_MAX];
-    char bundle_id[128];    /* "" when no bundle is cached (or its id is no id of ours) */
+    char bundle_id[128]; /* "" when no bundle is cached (or its id is no id of ours) */
     char epoch[EPOCH_MAX + 1];
 };
 
@@ -366,8 +366,8 @@ void signer_pass_record_dispose(signer_pass_record_t *rec)
  * Lua copies them twice more, which made a cache hit cost Redis three times what HMGET does. */
 #define READ_PASS_SCRIPT                                                                                     \
     "local p = redis.call('HMGET', KEYS[1], 'templateId', 'doc', 'authToken', 'version', 'lastModified')\n"  \
-    "local epoch = redis.call('GET', '" EPOCH_KEY "')\n"                                              \
-    "if not epoch then epoch = ARGV[1]; redis.call('SET', '" EPOCH_KEY "', epoch) end\n"              \
+    "local epoch = redis.call('GET', '" EPOCH_KEY "')\n"                                                     \
+    "if not epoch then epoch = ARGV[1]; redis.call('SET', '" EPOCH_KEY "', epoch) end\n"                     \
     "local rev, bid = false, false\n"                                                                        \
     "if p[1] then rev = redis.call('HGET', 'pk:tpl:' .. p[1], '@rev') end\n"                                 \
     "bid = redis.call('HGET', KEYS[2], 'id')\n"                                                              \

@@ -18,9 +18,9 @@
 
 #include "common/certs.h"
 
-#define TEAM  "ABCDE12345"
-#define GOOD  "pass.com.example.good"
-#define OTHER "pass.com.example.other"
+#define TEAM    "ABCDE12345"
+#define GOOD    "pass.com.example.good"
+#define OTHER   "pass.com.example.other"
 #define EXPIRED "pass.com.example.expired" /* valid 2020-01-01 to 2021-01-01 */
 #define FROM_G1 "pass.com.example.g1"      /* issued by gen/ca/wwdr-g1.pem, not gen/wwdr.pem */
 
@@ -239,14 +239,15 @@ static void checked_load_refuses_one_by_one(void **state)
     assert_int_equal(cm_certs_count(certs), 2);
     assert_non_null(cm_certs_find(certs, GOOD));
     assert_non_null(cm_certs_find(certs, OTHER));
-    snprintf(expected, sizeof(expected),
-             "[" EXPIRED "] %s/" EXPIRED "/certificate.pem: expired (notBefore 2020-01-01T00:00:00Z, notAfter "
-             "2021-01-01T00:00:00Z)\n"
-             "[" FROM_G1 "] %s/" FROM_G1 "/certificate.pem: issued by 'CN=Test Worldwide Developer Relations "
-             "Certification Authority,OU=PassKit Backend Test Worldwide Developer Relations,O=PassKit Backend "
-             "Test,C=US', not by the configured WWDR 'CN=Test Worldwide Developer Relations Certification "
-             "Authority,OU=G4,O=PassKit Backend Test,C=US' (%s/wwdr.pem)\n",
-             dir, dir, dir);
+    snprintf(
+        expected, sizeof(expected),
+        "[" EXPIRED "] %s/" EXPIRED "/certificate.pem: expired (notBefore 2020-01-01T00:00:00Z, notAfter "
+        "2021-01-01T00:00:00Z)\n"
+        "[" FROM_G1 "] %s/" FROM_G1 "/certificate.pem: issued by 'CN=Test Worldwide Developer Relations "
+        "Certification Authority,OU=PassKit Backend Test Worldwide Developer Relations,O=PassKit Backend "
+        "Test,C=US', not by the configured WWDR 'CN=Test Worldwide Developer Relations Certification "
+        "Authority,OU=G4,O=PassKit Backend Test,C=US' (%s/wwdr.pem)\n",
+        dir, dir, dir);
     assert_string_equal(r.text, expected);
     assert_string_equal(cm_certs_wwdr_source(certs), strcat(strcpy(expected, dir), "/wwdr.pem"));
 
@@ -267,7 +268,8 @@ static void checked_load_refuses_one_by_one(void **state)
     const cm_pass_identity_t *good = cm_certs_find(other, GOOD);
     assert_int_equal(X509_check_private_key(good->cert, good->key), 1);
     assert_string_equal(good->team_id, TEAM);
-    assert_int_equal(cm_certs_check_identity(good, cm_certs_wwdr(other), "x", time(NULL), err, sizeof(err)), 0);
+    assert_int_equal(cm_certs_check_identity(good, cm_certs_wwdr(other), "x", time(NULL), err, sizeof(err)),
+                     0);
     cm_certs_free(other);
 }
 
@@ -283,8 +285,9 @@ static void checked_load_default_wwdr_is_apple_g4(void **state)
     assert_int_equal(cm_certs_load_checked(work, &opt, collect, &r, &certs, err, sizeof(err)), 0);
     assert_int_equal(cm_certs_count(certs), 0);
     assert_int_equal(r.count, 1);
-    assert_non_null(strstr(r.text, "not by the configured WWDR 'C=US,O=Apple Inc.,OU=G4,CN=Apple Worldwide "
-                                   "Developer Relations Certification Authority' (" CM_CERTS_BUILTIN_WWDR ")"));
+    assert_non_null(strstr(r.text,
+                           "not by the configured WWDR 'C=US,O=Apple Inc.,OU=G4,CN=Apple Worldwide "
+                           "Developer Relations Certification Authority' (" CM_CERTS_BUILTIN_WWDR ")"));
     assert_string_equal(cm_certs_wwdr_source(certs), CM_CERTS_BUILTIN_WWDR);
     /* the compiled-in copy is Apple's G4: serial 13DC77955271E53DC632E8CCFFE521F3CCC5CED2 */
     X509 *g4 = cm_certs_wwdr(certs);

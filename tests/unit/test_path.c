@@ -118,10 +118,9 @@ static void validates_identifiers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(splits_and_collapses_slashes), cmocka_unit_test(decodes_each_segment),
-        cmocka_unit_test(refuses_too_many_or_too_long), cmocka_unit_test(reads_query_parameters),
-        cmocka_unit_test(reads_repeated_query_parameters),
-        cmocka_unit_test(validates_identifiers),
+        cmocka_unit_test(splits_and_collapses_slashes),    cmocka_unit_test(decodes_each_segment),
+        cmocka_unit_test(refuses_too_many_or_too_long),    cmocka_unit_test(reads_query_parameters),
+        cmocka_unit_test(reads_repeated_query_parameters), cmocka_unit_test(validates_identifiers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
