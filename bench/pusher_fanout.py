@@ -18,29 +18,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
 import harness  # noqa: E402
+from procstat import cpu_s, proc_kb  # noqa: E402
 
 PTID = harness.PASS_TYPE
 SERIAL = "bench-0001"
 
 
-def proc_status(pid, key):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def cpu_s(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return 0.0
 
 
 def percentile(sorted_values, p):
@@ -67,7 +50,7 @@ def run_once(devices, pushers, env):
             stack.start_pusher_service(name, e)
             names.append(name)
         pids = [stack.services[n].proc.pid for n in names]
-        rss_before = [proc_status(p, "VmRSS") for p in pids]
+        rss_before = [proc_kb(p, "VmRSS") for p in pids]
         cpu0 = {"pushers": sum(cpu_s(p) for p in pids), "standin": cpu_s(stack.services["apns"].proc.pid),
                 "redis": cpu_s(stack.redis.proc.pid)}
         event_id = stack.redis_cli("XADD", "pk:events", "*", "type", "pass.updated", "passTypeIdentifier", PTID,
@@ -77,12 +60,12 @@ def run_once(devices, pushers, env):
         rss_max = list(rss_before)
         while time.time() - t0 < 600:
             for i, p in enumerate(pids):
-                rss_max[i] = max(rss_max[i], proc_status(p, "VmRSS"))
+                rss_max[i] = max(rss_max[i], proc_kb(p, "VmRSS"))
             if stack.apns_request_count() >= devices:
                 break
             time.sleep(0.1)
         time.sleep(0.3)
-        rss_after = [proc_status(p, "VmRSS") for p in pids]
+        rss_after = [proc_kb(p, "VmRSS") for p in pids]
         cpu = {"pushers": sum(cpu_s(p) for p in pids) - cpu0["pushers"],
                "standin": cpu_s(stack.services["apns"].proc.pid) - cpu0["standin"],
                "redis": cpu_s(stack.redis.proc.pid) - cpu0["redis"]}
