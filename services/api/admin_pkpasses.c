@@ -15,6 +15,7 @@
  */
 #include "admin.h"
 #include "common/bundle_zip.h"
+#include "common/httpdate.h"
 #include "common/log.h"
 #include "common/path.h"
 #include "signer_client.h"
@@ -46,7 +47,8 @@ struct batch {
     cm_req_guard_t *guard;
     size_t count, pending;
     struct item items[MAX_PASSES];
-    time_t mtime;
+    time_t mtime; /* of the entries: the newest Last-Modified of the passes, so the same versions give
+                   * the same bytes */
     uv_work_t work;
     unsigned char *zip; /* built by the worker */
     size_t zip_len;
@@ -202,7 +204,8 @@ static void finish(struct batch *b)
     } else {
         json_decref(unknown);
         b->work.data = b;
-        b->mtime = time(NULL);
+        if (b->mtime == 0)
+            b->mtime = time(NULL); /* the signer sent no usable Last-Modified */
         int rc = uv_queue_work(b->loop, &b->work, zip_passes, on_zipped);
         if (rc == 0)
             return; /* on_zipped owns the batch now */
@@ -228,6 +231,10 @@ static void on_fetched(const api_signer_result_t *res, void *data)
             abort();
         memcpy(it->body, res->body, res->len);
         it->len = res->len;
+        time_t modified;
+        if (cm_httpdate_parse(res->last_modified, strlen(res->last_modified), &modified) == 0 &&
+            modified > b->mtime)
+            b->mtime = modified;
     }
     if (--b->pending == 0)
         finish(b);
