@@ -1,14 +1,15 @@
 /*
  * passkit-api: Apple's PassKit web service (/v1) and the admin API (/admin/v1) on h2o.
- * This file reads the configuration, builds the loop, the Redis connection, the signer client and the
- * routes, and handles SIGTERM/SIGINT: stop accepting, let requests in flight finish (up to
- * SHUTDOWN_GRACE_MS), exit 0.
+ * This file reads the configuration, builds the loop, the metrics, the Redis connection, the signer
+ * client and the routes, and handles SIGTERM/SIGINT: stop accepting, let requests in flight finish (up
+ * to SHUTDOWN_GRACE_MS), exit 0.
  */
 #include "app.h"
 #include "common/config.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/redis_url.h"
+#include "metrics.h"
 #include "redis_async.h"
 #include "signer_client.h"
 
@@ -113,6 +114,7 @@ static void on_signal(uv_signal_t *s, int signum)
     CM_LOG(CM_LOG_INFO, "event=shutdown_started signal=%d inflight=%zu", signum,
            cm_httpd_inflight(app.httpd));
     cm_httpd_stop(app.httpd);
+    api_routes_health_stop();
     drain_deadline = uv_now(s->loop) + SHUTDOWN_GRACE_MS;
     uv_timer_start(&drain_timer, on_drain_tick, 0, 20);
 }
@@ -158,10 +160,13 @@ int main(void)
         goto out;
     cm_config_log(config_vars, CONFIG_COUNT);
     app.loop = loop;
-    if (api_redis_new(loop, app.cfg.redis_url, app.cfg.redis_timeout_ms, &app.redis) != 0)
+    app.metrics = api_metrics_new();
+    if (api_redis_new(loop, app.cfg.redis_url, app.cfg.redis_timeout_ms, app.metrics, &app.redis) != 0)
         goto out;
-    api_signer_new(loop, app.cfg.signer_url, app.cfg.signer_timeout_ms, app.cfg.signer_token, &app.signer);
+    api_signer_new(loop, app.cfg.signer_url, app.cfg.signer_timeout_ms, app.cfg.signer_token, app.metrics,
+                   &app.signer);
     cm_httpd_new(loop, app.cfg.listen, (size_t)app.cfg.max_body, &app.httpd);
+    cm_httpd_set_metrics(app.httpd, app.metrics->registry);
     api_routes_devices_register(&app);
     api_routes_passes_register(&app);
     api_routes_log_register(&app);
@@ -177,11 +182,13 @@ int main(void)
     uv_run(loop, UV_RUN_DEFAULT);
     exit_code = 0;
 out:
+    api_routes_health_stop();
     api_signer_free(app.signer);
     api_redis_free(app.redis);
     for (int i = 0; i < 8; i++)
         uv_run(loop, UV_RUN_NOWAIT); /* let close callbacks run */
     cm_httpd_free(app.httpd);
+    api_metrics_free(app.metrics); /* the loop no longer runs: nothing counts or renders any more */
     for (size_t i = 0; i < app.prefix_count; i++)
         free(app.prefixes[i]);
     free(app.base_path);
