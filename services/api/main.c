@@ -1,8 +1,15 @@
 /*
  * passkit-api: Apple's PassKit web service (/v1) and the admin API (/admin/v1) on h2o.
  * This file reads the configuration, builds the loop, the metrics, the Redis connection, the signer
- * client and the routes, and handles SIGTERM/SIGINT: stop accepting, let requests in flight finish (up
- * to SHUTDOWN_GRACE_MS), exit 0.
+ * client and the routes, and handles SIGTERM/SIGINT:
+ *   1. stop accepting (the listener closes: new connections are refused) and report not ready;
+ *   2. let the requests in flight finish: their answers say "Connection: close" (common/httpd.c), and
+ *      so do the answers to requests that still arrive on connections already open;
+ *   3. once no request and no Redis command is in flight, close the idle keep-alive connections
+ *      (cm_httpd_drain, after its quiet time);
+ *   4. when no connection is left, close Redis and the signer client and exit 0.
+ * If that takes longer than SHUTDOWN_GRACE_MS, what is left is cut short (Redis commands in flight get
+ * no reply, their requests 503) and the exit status is 1.
  */
 #include "app.h"
 #include "common/config.h"
@@ -25,6 +32,7 @@ static api_app_t app;
 static uv_signal_t sigterm, sigint;
 static uv_timer_t drain_timer;
 static uint64_t drain_deadline;
+static int grace_expired;
 
 static const cm_config_var_t config_vars[] = {
     {"REDIS_URL", CM_CONFIG_STRING, "redis://127.0.0.1:6379/0", 0, 0, 1, &app.cfg.redis_url,
@@ -93,10 +101,18 @@ static void close_handle(uv_handle_t *h)
 
 static void on_drain_tick(uv_timer_t *t)
 {
-    size_t inflight = cm_httpd_inflight(app.httpd);
-    if (inflight > 0 && uv_now(t->loop) < drain_deadline)
+    size_t open = cm_httpd_drain(app.httpd, 1);
+    size_t inflight = cm_httpd_inflight(app.httpd), redis_pending = api_redis_pending(app.redis);
+    int drained = open == 0 && inflight == 0 && redis_pending == 0;
+    if (!drained && uv_now(t->loop) < drain_deadline)
         return;
-    CM_LOG(CM_LOG_INFO, "event=shutdown inflight_abandoned=%zu", inflight);
+    if (drained) {
+        CM_LOG(CM_LOG_INFO, "event=shutdown_drained");
+    } else {
+        CM_LOG(CM_LOG_WARN, "event=shutdown_grace_expired inflight=%zu redis_pending=%zu connections=%zu",
+               inflight, redis_pending, open);
+        grace_expired = 1;
+    }
     api_signer_free(app.signer);
     app.signer = NULL;
     api_redis_free(app.redis);
@@ -180,7 +196,7 @@ int main(void)
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_start(&sigint, on_signal, SIGINT);
     uv_run(loop, UV_RUN_DEFAULT);
-    exit_code = 0;
+    exit_code = grace_expired ? 1 : 0;
 out:
     api_routes_health_stop();
     api_signer_free(app.signer);
