@@ -4,15 +4,24 @@
  * Design: h2o gets a single handler at "/", and this file dispatches by prefix itself. h2o's own
  * path matching would not see "//v1/..." (a webServiceURL with a trailing slash, spec pitfall 11) as
  * "/v1/...", so the prefix is compared against the path with runs of '/' collapsed.
+ *
+ * Every request the handler sees gets a record in its pool (h2o_mem_alloc_shared): the record's
+ * dispose callback, which h2o runs when it disposes of the request, is the one place that counts it
+ * (in-flight counter, metrics, last activity for the drain). Accepted connections are kept in a list
+ * (their uv handle is the first member of a struct conn, freed by the close callback h2o calls), so
+ * the drain counts and closes exactly this server's connections, whatever else runs on the loop.
  */
 #include "common/httpd.h"
 #include "common/log.h"
+#include "common/metrics.h"
 
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #define MAX_ROUTES 16
 
@@ -28,6 +37,21 @@ struct dispatch_handler {
     cm_httpd_t *httpd;
 };
 
+/* An accepted connection; tcp first, so the handle h2o gives its close callback is the struct. */
+struct conn {
+    uv_tcp_t tcp;
+    h2o_linklist_t link; /* in cm_httpd.conns */
+};
+
+/* Lives in the request's pool; see on_request_dispose. */
+struct request_record {
+    cm_httpd_t *httpd;
+    h2o_req_t *req;
+    const char *route;
+    const char *method;
+    uint64_t started_ns;
+};
+
 struct cm_httpd {
     h2o_loop_t *loop;
     char *listen;
@@ -40,6 +64,10 @@ struct cm_httpd {
     size_t route_count;
     size_t inflight;
     size_t max_body;
+    h2o_linklist_t conns;   /* open client connections (struct conn) */
+    uint64_t last_activity; /* loop time (ms) a request last started or ended */
+    cm_metric_t *requests;  /* http_requests_total, or NULL */
+    cm_metric_t *durations; /* http_request_duration_seconds, or NULL */
 };
 
 struct cm_req_guard {
@@ -61,10 +89,39 @@ static size_t collapse_path(const h2o_req_t *req, char *out, size_t size)
     return n;
 }
 
-static void on_inflight_dispose(void *p)
+/* The method as a metric label: one of the methods the services use, else "other". */
+static const char *method_label(const h2o_req_t *req)
 {
-    cm_httpd_t **slot = p;
-    (*slot)->inflight--;
+    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (h2o_memis(req->method.base, req->method.len, known[i], strlen(known[i])))
+            return known[i];
+    return "other";
+}
+
+/* h2o disposes of the request (answer sent, or connection closed): the pool, and this record with it,
+ * is being cleared, but req itself is still valid. */
+static void on_request_dispose(void *p)
+{
+    struct request_record *rec = p;
+    cm_httpd_t *httpd = rec->httpd;
+    httpd->inflight--;
+    httpd->last_activity = uv_now(httpd->loop);
+    if (httpd->requests == NULL)
+        return;
+    char status[16];
+    snprintf(status, sizeof(status), "%d", rec->req->res.status > 0 ? rec->req->res.status : 0);
+    cm_metric_add(httpd->requests, 1, (const char *const[]){rec->route, rec->method, status});
+    cm_metric_observe(httpd->durations, (double)(uv_hrtime() - rec->started_ns) / 1e9,
+                      (const char *const[]){rec->route});
+}
+
+static void track_request(cm_httpd_t *httpd, h2o_req_t *req, const char *route)
+{
+    struct request_record *rec = h2o_mem_alloc_shared(&req->pool, sizeof(*rec), on_request_dispose);
+    *rec = (struct request_record){httpd, req, route, method_label(req), uv_hrtime()};
+    httpd->inflight++;
+    httpd->last_activity = uv_now(httpd->loop);
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -82,15 +139,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         if (best == NULL || r->prefix_len > best->prefix_len)
             best = r;
     }
+    track_request(httpd, req, best != NULL ? best->prefix : "none");
     if (best == NULL)
         return -1;
     if (req->entity.len > httpd->max_body) {
         cm_httpd_send_error(req, 413, "the request body is larger than %zu bytes", httpd->max_body);
         return 0;
     }
-    cm_httpd_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_inflight_dispose);
-    *slot = httpd;
-    httpd->inflight++;
     return best->fn(best->data, req);
 }
 
@@ -101,6 +156,7 @@ int cm_httpd_new(h2o_loop_t *loop, const char *listen, size_t max_body, cm_httpd
         abort();
     httpd->loop = loop;
     httpd->listen = strdup(listen);
+    h2o_linklist_init_anchor(&httpd->conns);
     h2o_config_init(&httpd->config);
     /* h2o buffers a whole body before any handler runs, so its limit is the memory one request may
      * hold: it is max_body itself. A body announced larger is refused by h2o (plain-text 413) before
@@ -130,21 +186,42 @@ void cm_httpd_route(cm_httpd_t *httpd, const char *prefix, cm_httpd_handler_fn f
     r->data = data;
 }
 
+void cm_httpd_set_metrics(cm_httpd_t *httpd, cm_metrics_t *metrics)
+{
+    httpd->requests = cm_metrics_counter(metrics, "http_requests_total",
+                                         "HTTP requests answered, by route prefix, method and status (0: "
+                                         "the connection closed before an answer started).",
+                                         "route,method,status");
+    httpd->durations = cm_metrics_histogram(
+        metrics, "http_request_duration_seconds",
+        "HTTP requests, from the whole request read to the last byte of the answer written, by route prefix.",
+        "route", cm_metrics_latency_buckets, cm_metrics_latency_nbuckets);
+}
+
+/* h2o closed the connection's socket (or the accept failed). */
+static void on_conn_closed(uv_handle_t *h)
+{
+    struct conn *c = (struct conn *)h;
+    h2o_linklist_unlink(&c->link);
+    free(c);
+}
+
 static void on_accept(uv_stream_t *listener, int status)
 {
     cm_httpd_t *httpd = listener->data;
     if (status != 0)
         return;
-    uv_tcp_t *conn = malloc(sizeof(*conn));
-    if (conn == NULL)
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
         abort();
-    uv_tcp_init(listener->loop, conn);
-    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
-        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+    h2o_linklist_insert(&httpd->conns, &c->link);
+    uv_tcp_init(listener->loop, &c->tcp);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
         return;
     }
-    uv_tcp_nodelay(conn, 1);
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
+    uv_tcp_nodelay(&c->tcp, 1);
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
     h2o_accept(&httpd->accept_ctx, sock);
 }
 
@@ -198,6 +275,16 @@ int cm_httpd_start(cm_httpd_t *httpd)
     return 0;
 }
 
+int cm_httpd_port(const cm_httpd_t *httpd)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (!httpd->listening || uv_tcp_getsockname(&httpd->listener, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                          : ((struct sockaddr_in *)&ss)->sin_port);
+}
+
 void cm_httpd_stop(cm_httpd_t *httpd)
 {
     if (!httpd->listening)
@@ -210,6 +297,30 @@ void cm_httpd_stop(cm_httpd_t *httpd)
 size_t cm_httpd_inflight(const cm_httpd_t *httpd)
 {
     return httpd->inflight;
+}
+
+/* 1 when the connection's socket has no unread bytes (nothing a request could be made of). */
+static int nothing_to_read(uv_os_fd_t fd)
+{
+    int n = 0;
+    return ioctl(fd, FIONREAD, &n) == 0 && n == 0;
+}
+
+size_t cm_httpd_drain(cm_httpd_t *httpd, int close_idle)
+{
+    int quiet = close_idle && httpd->inflight == 0 &&
+                uv_now(httpd->loop) - httpd->last_activity >= CM_HTTPD_DRAIN_QUIET_MS;
+    size_t open = 0;
+    for (h2o_linklist_t *node = httpd->conns.next; node != &httpd->conns; node = node->next) {
+        struct conn *c = H2O_STRUCT_FROM_MEMBER(struct conn, link, node);
+        uv_os_fd_t fd;
+        if (uv_is_closing((uv_handle_t *)&c->tcp))
+            continue;
+        open++;
+        if (quiet && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && nothing_to_read(fd))
+            shutdown(fd, SHUT_RDWR); /* h2o reads EOF and closes the connection itself */
+    }
+    return open;
 }
 
 void cm_httpd_free(cm_httpd_t *httpd)
@@ -284,18 +395,29 @@ static const char *reason_phrase(int status)
     }
 }
 
-/* Sets the status, Content-Type and Content-Length and starts the response. Returns 0 when the body is
- * to follow, or -1 after ending a HEAD response (headers only). */
-static int start_reply(h2o_req_t *req, int status, const char *content_type, size_t len)
+/* Starts the response with status (the headers are set). Once cm_httpd_stop was called it says
+ * "Connection: close": h2o 2.2.5 only turns keep-alive off for requests it parses after the shutdown
+ * request, so an answer to a request that was in flight would otherwise invite the client to send
+ * another request on a connection about to close. */
+static void start_response(h2o_req_t *req, int status)
 {
     static h2o_generator_t generator = {NULL, NULL};
     req->res.status = status;
     req->res.reason = reason_phrase(status);
+    if (req->conn->ctx->shutdown_requested)
+        req->http1_is_persistent = 0;
+    h2o_start_response(req, &generator);
+}
+
+/* Sets the status, Content-Type and Content-Length and starts the response. Returns 0 when the body is
+ * to follow, or -1 after ending a HEAD response (headers only). */
+static int start_reply(h2o_req_t *req, int status, const char *content_type, size_t len)
+{
     if (content_type != NULL)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                        strlen(content_type));
     req->res.content_length = len;
-    h2o_start_response(req, &generator);
+    start_response(req, status);
     if (h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("HEAD"))) {
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
         return -1;
@@ -328,12 +450,9 @@ void cm_httpd_send_owned(h2o_req_t *req, int status, const char *content_type, v
 
 void cm_httpd_send_empty(h2o_req_t *req, int status)
 {
-    static h2o_generator_t generator = {NULL, NULL};
-    req->res.status = status;
-    req->res.reason = reason_phrase(status);
     if (status != 204 && status != 304)
         req->res.content_length = 0;
-    h2o_start_response(req, &generator);
+    start_response(req, status);
     h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
 }
 

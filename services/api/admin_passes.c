@@ -22,6 +22,7 @@
 #include "common/merge.h"
 #include "common/passjson_check.h"
 #include "common/problems.h"
+#include "metrics.h"
 #include "scripts.h"
 
 #include <hiredis/hiredis.h>
@@ -161,6 +162,9 @@ static int is_unchanged(const char *stored_tid, const char *stored_overrides, co
 static void on_written(redisReply *reply, void *data)
 {
     api_op_t *op = data;
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3) /* stored, event added */
+        api_metrics_event(op->app->metrics,
+                          reply->element[0]->integer == 1 ? "pass.created" : "pass.updated");
     h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_ARRAY, -1);
     if (req == NULL)
         goto out;

@@ -15,6 +15,7 @@
 #include "common/limits.h"
 #include "common/log.h"
 #include "common/problems.h"
+#include "metrics.h"
 #include "scripts.h"
 
 #include <hiredis/hiredis.h>
@@ -59,6 +60,9 @@ static size_t collect_names(const redisReply *arr, const char **names, size_t n,
 static void on_written(redisReply *reply, void *data)
 {
     api_op_t *op = data;
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+        reply->element[0]->integer != 0) /* {0, ...}: the same bytes again, nothing changed */
+        api_metrics_event(op->app->metrics, "pass.updated");
     h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_ARRAY, -1);
     if (req == NULL)
         goto out;
@@ -152,6 +156,8 @@ void api_admin_put_pass_file(api_op_t *op, h2o_req_t *req)
 static void on_deleted(redisReply *reply, void *data)
 {
     api_op_t *op = data;
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3)
+        api_metrics_event(op->app->metrics, "pass.updated");
     h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_ARRAY, -1);
     if (req == NULL)
         goto out;

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/passjson_check.h"
 #include "common/problems.h"
+#include "metrics.h"
 #include "scripts.h"
 #include "template_zip.h"
 
@@ -23,6 +24,8 @@
 static void on_stored(redisReply *reply, void *data)
 {
     api_op_t *op = data;
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2)
+        api_metrics_event(op->app->metrics, "template.updated");
     h2o_req_t *req = api_op_req_or_reply(op, reply, REDIS_REPLY_ARRAY, 2);
     if (req == NULL)
         goto out;

@@ -9,6 +9,7 @@
 
 typedef struct api_redis api_redis_t;
 typedef struct api_signer api_signer_t;
+typedef struct api_metrics api_metrics_t;
 
 typedef struct api_config {
     const char *redis_url;
@@ -29,8 +30,9 @@ typedef struct api_app {
     cm_httpd_t *httpd;
     api_redis_t *redis;
     api_signer_t *signer;
-    char *base_path;    /* the path of PUBLIC_URL without trailing '/', "" for none */
-    char *prefixes[16]; /* route prefixes built by api_route_v1, freed at exit */
+    api_metrics_t *metrics; /* metrics.h: the registry of /metrics */
+    char *base_path;        /* the path of PUBLIC_URL without trailing '/', "" for none */
+    char *prefixes[16];     /* route prefixes built by api_route_v1, freed at exit */
     size_t prefix_count;
 } api_app_t;
 
@@ -47,6 +49,11 @@ void api_routes_devices_register(api_app_t *app);
 void api_routes_passes_register(api_app_t *app);
 void api_routes_log_register(api_app_t *app);
 void api_routes_admin_register(api_app_t *app);
+/* /healthz, /readyz (Redis connected and the signer's /readyz answered 200 at the last probe) and
+ * /metrics; starts the signer probe (routes_health.c). Needs app->redis, app->signer, app->metrics. */
 void api_routes_health_register(api_app_t *app);
+/* Shutdown started: /readyz answers 503 from now on and the probe stops (idempotent). A probe still in
+ * flight ends when the signer client is freed. */
+void api_routes_health_stop(void);
 
 #endif

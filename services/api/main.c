@@ -1,14 +1,22 @@
 /*
  * passkit-api: Apple's PassKit web service (/v1) and the admin API (/admin/v1) on h2o.
- * This file reads the configuration, builds the loop, the Redis connection, the signer client and the
- * routes, and handles SIGTERM/SIGINT: stop accepting, let requests in flight finish (up to
- * SHUTDOWN_GRACE_MS), exit 0.
+ * This file reads the configuration, builds the loop, the metrics, the Redis connection, the signer
+ * client and the routes, and handles SIGTERM/SIGINT:
+ *   1. stop accepting (the listener closes: new connections are refused) and report not ready;
+ *   2. let the requests in flight finish: their answers say "Connection: close" (common/httpd.c), and
+ *      so do the answers to requests that still arrive on connections already open;
+ *   3. once no request and no Redis command is in flight, close the idle keep-alive connections
+ *      (cm_httpd_drain, after its quiet time);
+ *   4. when no connection is left, close Redis and the signer client and exit 0.
+ * If that takes longer than SHUTDOWN_GRACE_MS, what is left is cut short (Redis commands in flight get
+ * no reply, their requests 503) and the exit status is 1.
  */
 #include "app.h"
 #include "common/config.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/redis_url.h"
+#include "metrics.h"
 #include "redis_async.h"
 #include "signer_client.h"
 
@@ -24,6 +32,7 @@ static api_app_t app;
 static uv_signal_t sigterm, sigint;
 static uv_timer_t drain_timer;
 static uint64_t drain_deadline;
+static int grace_expired;
 
 static const cm_config_var_t config_vars[] = {
     {"REDIS_URL", CM_CONFIG_STRING, "redis://127.0.0.1:6379/0", 0, 0, 1, &app.cfg.redis_url,
@@ -92,10 +101,18 @@ static void close_handle(uv_handle_t *h)
 
 static void on_drain_tick(uv_timer_t *t)
 {
-    size_t inflight = cm_httpd_inflight(app.httpd);
-    if (inflight > 0 && uv_now(t->loop) < drain_deadline)
+    size_t open = cm_httpd_drain(app.httpd, 1);
+    size_t inflight = cm_httpd_inflight(app.httpd), redis_pending = api_redis_pending(app.redis);
+    int drained = open == 0 && inflight == 0 && redis_pending == 0;
+    if (!drained && uv_now(t->loop) < drain_deadline)
         return;
-    CM_LOG(CM_LOG_INFO, "event=shutdown inflight_abandoned=%zu", inflight);
+    if (drained) {
+        CM_LOG(CM_LOG_INFO, "event=shutdown_drained");
+    } else {
+        CM_LOG(CM_LOG_WARN, "event=shutdown_grace_expired inflight=%zu redis_pending=%zu connections=%zu",
+               inflight, redis_pending, open);
+        grace_expired = 1;
+    }
     api_signer_free(app.signer);
     app.signer = NULL;
     api_redis_free(app.redis);
@@ -113,6 +130,7 @@ static void on_signal(uv_signal_t *s, int signum)
     CM_LOG(CM_LOG_INFO, "event=shutdown_started signal=%d inflight=%zu", signum,
            cm_httpd_inflight(app.httpd));
     cm_httpd_stop(app.httpd);
+    api_routes_health_stop();
     drain_deadline = uv_now(s->loop) + SHUTDOWN_GRACE_MS;
     uv_timer_start(&drain_timer, on_drain_tick, 0, 20);
 }
@@ -158,10 +176,13 @@ int main(void)
         goto out;
     cm_config_log(config_vars, CONFIG_COUNT);
     app.loop = loop;
-    if (api_redis_new(loop, app.cfg.redis_url, app.cfg.redis_timeout_ms, &app.redis) != 0)
+    app.metrics = api_metrics_new();
+    if (api_redis_new(loop, app.cfg.redis_url, app.cfg.redis_timeout_ms, app.metrics, &app.redis) != 0)
         goto out;
-    api_signer_new(loop, app.cfg.signer_url, app.cfg.signer_timeout_ms, app.cfg.signer_token, &app.signer);
+    api_signer_new(loop, app.cfg.signer_url, app.cfg.signer_timeout_ms, app.cfg.signer_token, app.metrics,
+                   &app.signer);
     cm_httpd_new(loop, app.cfg.listen, (size_t)app.cfg.max_body, &app.httpd);
+    cm_httpd_set_metrics(app.httpd, app.metrics->registry);
     api_routes_devices_register(&app);
     api_routes_passes_register(&app);
     api_routes_log_register(&app);
@@ -175,13 +196,15 @@ int main(void)
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_start(&sigint, on_signal, SIGINT);
     uv_run(loop, UV_RUN_DEFAULT);
-    exit_code = 0;
+    exit_code = grace_expired ? 1 : 0;
 out:
+    api_routes_health_stop();
     api_signer_free(app.signer);
     api_redis_free(app.redis);
     for (int i = 0; i < 8; i++)
         uv_run(loop, UV_RUN_NOWAIT); /* let close callbacks run */
     cm_httpd_free(app.httpd);
+    api_metrics_free(app.metrics); /* the loop no longer runs: nothing counts or renders any more */
     for (size_t i = 0; i < app.prefix_count; i++)
         free(app.prefixes[i]);
     free(app.base_path);

@@ -8,6 +8,8 @@
 #include "common/redis_url.h"
 #include "redis_uv.h"
 
+#include "common/metrics.h"
+
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -26,6 +28,7 @@ struct api_redis {
     uv_timer_t reconnect_timer;
     uv_timer_t watchdog; /* fails the connection when a reply is overdue */
     long timeout_ms;
+    api_metrics_t *metrics;
     size_t pending;         /* commands sent and not yet answered */
     uint64_t last_progress; /* loop time of the last reply (or of the first pending command) */
 };
@@ -36,6 +39,11 @@ struct pending {
 };
 
 static void connect_now(api_redis_t *r);
+
+static void count_error(const api_redis_t *r, const char *kind)
+{
+    cm_metric_add(r->metrics->redis_errors, 1, (const char *const[]){kind});
+}
 
 static void on_reconnect_timer(uv_timer_t *timer)
 {
@@ -48,6 +56,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     api_redis_t *r = ac->data;
     r->pending--;
     r->last_progress = uv_now(r->loop);
+    if (reply == NULL)
+        count_error(r, API_REDIS_ERR_NO_REPLY);
+    else if (((redisReply *)reply)->type == REDIS_REPLY_ERROR)
+        count_error(r, API_REDIS_ERR_REPLY);
     p->cb(reply, p->data);
     free(p);
 }
@@ -66,6 +78,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK) {
         CM_LOG(CM_LOG_WARN, "event=redis_connect_failed host=%s port=%d reason=\"%s\"", r->url.host,
                r->url.port, ac->errstr);
+        count_error(r, API_REDIS_ERR_CONNECT);
         r->ac = NULL; /* hiredis frees the context after this callback */
         if (!r->closing)
             uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
@@ -82,6 +95,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     r->connected = 0;
     if (r->closing)
         return;
+    count_error(r, API_REDIS_ERR_DISCONNECT);
     CM_LOG(CM_LOG_WARN, "event=redis_disconnected reason=\"%s\"", status == REDIS_OK ? "closed" : ac->errstr);
     uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
 }
@@ -93,6 +107,7 @@ static void connect_now(api_redis_t *r)
         abort();
     if (ac->err) {
         CM_LOG(CM_LOG_WARN, "event=redis_connect_failed reason=\"%s\"", ac->errstr);
+        count_error(r, API_REDIS_ERR_CONNECT);
         redisAsyncFree(ac);
         uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
         return;
@@ -100,6 +115,7 @@ static void connect_now(api_redis_t *r)
     ac->data = r;
     if (api_redis_uv_attach(ac, r->loop) != 0) {
         CM_LOG(CM_LOG_WARN, "event=redis_connect_failed reason=\"cannot watch the socket\"");
+        count_error(r, API_REDIS_ERR_CONNECT);
         redisAsyncFree(ac);
         uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
         return;
@@ -128,10 +144,12 @@ static void on_watchdog(uv_timer_t *timer)
         return;
     CM_LOG(CM_LOG_WARN, "event=redis_timeout pending=%zu waited_ms=%llu", r->pending,
            (unsigned long long)(uv_now(r->loop) - r->last_progress));
+    count_error(r, API_REDIS_ERR_TIMEOUT);
     redisAsyncDisconnect(r->ac);
 }
 
-int api_redis_new(uv_loop_t *loop, const char *url, long timeout_ms, api_redis_t **out)
+int api_redis_new(uv_loop_t *loop, const char *url, long timeout_ms, api_metrics_t *metrics,
+                  api_redis_t **out)
 {
     char err[256];
     api_redis_t *r = calloc(1, sizeof(*r));
@@ -144,6 +162,7 @@ int api_redis_new(uv_loop_t *loop, const char *url, long timeout_ms, api_redis_t
     }
     r->loop = loop;
     r->timeout_ms = timeout_ms;
+    r->metrics = metrics;
     uv_timer_init(loop, &r->reconnect_timer);
     r->reconnect_timer.data = r;
     uv_timer_init(loop, &r->watchdog);
@@ -157,14 +176,17 @@ int api_redis_new(uv_loop_t *loop, const char *url, long timeout_ms, api_redis_t
 int api_redis_command(api_redis_t *r, api_redis_cb cb, void *data, int argc, const char **argv,
                       const size_t *argvlen)
 {
-    if (r->ac == NULL || !r->connected || r->closing)
+    if (r->ac == NULL || !r->connected || r->closing) {
+        count_error(r, API_REDIS_ERR_NOT_CONNECTED);
         return -1; /* answered at once (503) rather than queued behind a connect that may never finish */
+    }
     struct pending *p = malloc(sizeof(*p));
     if (p == NULL)
         abort();
     p->cb = cb;
     p->data = data;
     if (redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK) {
+        count_error(r, API_REDIS_ERR_NOT_CONNECTED);
         free(p);
         return -1;
     }
@@ -176,6 +198,11 @@ int api_redis_command(api_redis_t *r, api_redis_cb cb, void *data, int argc, con
 int api_redis_is_connected(const api_redis_t *r)
 {
     return r->connected;
+}
+
+size_t api_redis_pending(const api_redis_t *r)
+{
+    return r->pending;
 }
 
 static void on_timer_closed(uv_handle_t *h)

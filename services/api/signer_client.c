@@ -6,6 +6,7 @@
 #include "signer_client.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/metrics.h"
 
 #include <openssl/crypto.h>
 
@@ -23,6 +24,7 @@ struct api_signer {
     uv_timer_t timer;
     char *base_url;
     long timeout_ms;
+    api_metrics_t *metrics;
     struct curl_slist *headers; /* Authorization, when a token is configured */
     struct transfer *transfers; /* every transfer not yet finished */
 };
@@ -35,6 +37,8 @@ struct transfer {
     void *data;
     char *body;
     size_t len, cap;
+    int is_probe;
+    uint64_t started_ns;
     api_signer_result_t result;
 };
 
@@ -59,6 +63,13 @@ static void finish(struct transfer *t, CURLcode code)
     }
     t->result.body = t->body;
     t->result.len = t->len;
+    if (!t->is_probe) {
+        char status[16];
+        snprintf(status, sizeof(status), "%d", t->result.status);
+        cm_metric_add(t->signer->metrics->signer_requests, 1, (const char *const[]){status});
+        cm_metric_observe(t->signer->metrics->signer_seconds, (double)(uv_hrtime() - t->started_ns) / 1e9,
+                          NULL);
+    }
     if (t->prev != NULL)
         t->prev->next = t->next;
     else
@@ -201,12 +212,13 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userp)
 }
 
 int api_signer_new(uv_loop_t *loop, const char *base_url, long timeout_ms, const char *token,
-                   api_signer_t **out)
+                   api_metrics_t *metrics, api_signer_t **out)
 {
     api_signer_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
         abort();
     s->loop = loop;
+    s->metrics = metrics;
     s->base_url = strdup(base_url);
     size_t bl = strlen(s->base_url);
     while (bl > 0 && s->base_url[bl - 1] == '/')
@@ -233,8 +245,9 @@ int api_signer_new(uv_loop_t *loop, const char *base_url, long timeout_ms, const
     return 0;
 }
 
-void api_signer_fetch(api_signer_t *s, const char *pass_type_id, const char *serial, api_signer_cb cb,
-                      void *data)
+/* Starts GET {base_url}{path}; cb runs once (see signer_client.h). */
+static void start_transfer(api_signer_t *s, const char *path, long timeout_ms, int is_probe, api_signer_cb cb,
+                           void *data)
 {
     struct transfer *t = calloc(1, sizeof(*t));
     if (t == NULL)
@@ -242,23 +255,24 @@ void api_signer_fetch(api_signer_t *s, const char *pass_type_id, const char *ser
     t->signer = s;
     t->cb = cb;
     t->data = data;
+    t->is_probe = is_probe;
+    t->started_ns = uv_hrtime();
     t->easy = curl_easy_init();
     if (t->easy == NULL)
         abort();
-    /* Identifiers were validated (common/ids.h): they need no escaping in a URL. */
     char url[1024];
-    snprintf(url, sizeof(url), "%s/v1/bundles/%s/%s", s->base_url, pass_type_id, serial);
+    snprintf(url, sizeof(url), "%s%s", s->base_url, path);
     curl_easy_setopt(t->easy, CURLOPT_URL, url);
     curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
     curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
-    curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, s->timeout_ms);
-    curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, s->timeout_ms < 2000 ? s->timeout_ms : 2000);
+    curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 2000 ? timeout_ms : 2000);
     curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (s->headers != NULL)
+    if (s->headers != NULL && !is_probe)
         curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, s->headers);
     t->next = s->transfers;
     if (t->next != NULL)
@@ -266,6 +280,21 @@ void api_signer_fetch(api_signer_t *s, const char *pass_type_id, const char *ser
     s->transfers = t;
     if (curl_multi_add_handle(s->multi, t->easy) != CURLM_OK)
         finish(t, CURLE_FAILED_INIT);
+}
+
+void api_signer_fetch(api_signer_t *s, const char *pass_type_id, const char *serial, api_signer_cb cb,
+                      void *data)
+{
+    /* Identifiers were validated (common/ids.h): they need no escaping in a URL. */
+    char path[2 * CM_ID_MAX + 32];
+    snprintf(path, sizeof(path), "/v1/bundles/%s/%s", pass_type_id, serial);
+    start_transfer(s, path, s->timeout_ms, 0, cb, data);
+}
+
+void api_signer_probe(api_signer_t *s, api_signer_cb cb, void *data)
+{
+    long timeout = s->timeout_ms < API_SIGNER_PROBE_TIMEOUT_MS ? s->timeout_ms : API_SIGNER_PROBE_TIMEOUT_MS;
+    start_transfer(s, "/readyz", timeout, 1, cb, data);
 }
 
 static void on_timer_closed(uv_handle_t *h)

@@ -6,7 +6,8 @@
  * pk:passtype publication (waits for Redis, retrying every second, so the signer can start before Redis
  * in a compose stack), then the HTTP server. SIGHUP reloads the certificates (registry.c); one that
  * arrives during start-up is done once the loop runs. SIGTERM/SIGINT stop accepting, let requests in
- * flight and jobs in the thread pool finish (at most SHUTDOWN_GRACE_MS), and exit 0.
+ * flight and jobs in the thread pool finish, close the idle keep-alive connections (cm_httpd_drain) and
+ * exit 0; after SHUTDOWN_GRACE_MS whatever still runs is cut short and the exit status is 1.
  */
 #include "signer.h"
 
@@ -20,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -81,42 +81,21 @@ static long size_thread_pool(long workers)
 #define MALLOC_MMAP_THRESHOLD (8u << 20)
 #define MALLOC_TRIM_THRESHOLD (32u << 20)
 
-/* Counts the client connections still open on the loop (TCP handles; the listener is closing by now)
- * and, when close_idle is set, shuts their sockets down. h2o 2.2.5's HTTP/1 leaves idle keep-alive
- * connections open on graceful shutdown; once no request is in flight, shutdown(2) makes h2o read EOF
- * and close each one through its own path, so no connection is cut while h2o still uses it. */
-struct conn_scan {
-    size_t open;
-    int close_idle;
-};
-
-static void scan_connection(uv_handle_t *h, void *arg)
-{
-    struct conn_scan *scan = arg;
-    uv_os_fd_t fd;
-    if (h->type != UV_TCP || uv_is_closing(h))
-        return;
-    scan->open++;
-    if (scan->close_idle && uv_fileno(h, &fd) == 0)
-        shutdown(fd, SHUT_RDWR);
-}
-
 static void on_drain_tick(uv_timer_t *timer)
 {
     struct signer_main *m = timer->data;
     size_t inflight = cm_httpd_inflight(m->httpd);
     size_t pending = signer_routes_bundles_pending() + (size_t)signer_passtypes_refresh_stop() +
                      (size_t)signer_routes_status_stop() + (size_t)signer_registry_busy();
-    struct conn_scan scan = {0, inflight == 0 && pending == 0};
-    uv_walk(&m->loop, scan_connection, &scan);
-    if (scan.close_idle && scan.open == 0) {
+    size_t open = cm_httpd_drain(m->httpd, pending == 0);
+    if (inflight == 0 && pending == 0 && open == 0) {
         m->drained = 1;
         uv_stop(&m->loop);
         return;
     }
     if (uv_now(&m->loop) >= m->drain_deadline) {
         CM_LOG(CM_LOG_WARN, "event=shutdown_grace_expired inflight=%zu jobs=%zu connections=%zu", inflight,
-               pending, scan.open);
+               pending, open);
         uv_stop(&m->loop);
     }
 }
@@ -247,6 +226,7 @@ int main(void)
     ids = NULL;
     signer_routes_bundles_register(m.httpd, &m.loop, &app);
     signer_routes_status_register(m.httpd, &m.loop, &app);
+    cm_httpd_set_metrics(m.httpd, app.metrics->registry);
     uv_signal_init(&m.loop, &m.sigterm);
     uv_signal_init(&m.loop, &m.sigint);
     uv_signal_init(&m.loop, &m.sighup);
@@ -268,7 +248,10 @@ int main(void)
         (m.stopping || cm_httpd_inflight(m.httpd) > 0 || signer_routes_bundles_pending() > 0 ||
          signer_passtypes_refresh_stop() || signer_routes_status_stop() || signer_registry_busy())) {
         /* Grace expired: workers may still hold jobs and h2o connections are open. Freeing either would
-         * race with them; the process exit reclaims everything. */
+         * race with them; the process exit reclaims everything. Whatever was still running was cut
+         * short: that is a failure. */
+        if (m.stopping)
+            rc = 1;
         CM_LOG(CM_LOG_WARN, "event=exit status=%d cleanup=skipped", rc);
         live_httpd = m.httpd;
         return rc;

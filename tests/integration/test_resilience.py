@@ -9,8 +9,8 @@ import socket
 import subprocess
 import time
 
-from harness import (ADMIN_TOKEN, BIN, PASS_TYPE, TEAM_ID, SOURCE_DIR, Stack, StackTestCase, free_port, make_zip,
-                     run, sample_template, wait_until)
+from harness import (ADMIN_TOKEN, BIN, PASS_TYPE, SIGNER_TOKEN, TEAM_ID, SOURCE_DIR, Stack, StackTestCase, free_port,
+                     make_zip, metric_value, run, sample_template, wait_until)
 
 V1 = "/passes/v1"
 
@@ -42,6 +42,12 @@ class ResilienceTest(StackTestCase):
         code, _ = self.stack.stop_service("signer")
         self.assertEqual(code, 0)
         try:
+            # the probe (every 2 s) notices; the reason is curl's
+            unreachable = {"status": "not ready", "reason": "signer unreachable: Couldn't connect to server"}
+            wait_until(lambda: self.stack.api("GET", "/readyz").json() == unreachable, timeout=10,
+                       what="api not ready")
+            self.assertEqual(self.stack.api("GET", "/readyz").status, 503)
+            self.assertEqual(self.stack.api("GET", "/healthz").json(), {"status": "ok"})
             self.create("sd-2")  # a new version nobody signed yet
             r = self.stack.api("GET", "%s/passes/%s/sd-1" % (V1, PASS_TYPE), headers=auth)
             self.assertEqual(r.status, 503)
@@ -55,6 +61,8 @@ class ResilienceTest(StackTestCase):
             self.assertEqual(self.stack.admin("GET", "/passes/%s/sd-1/pkpass" % PASS_TYPE).status, 503)
         finally:
             self.stack.start_signer()
+        wait_until(lambda: self.stack.api("GET", "/readyz").status == 200, timeout=10, what="api ready again")
+        self.assertEqual(self.stack.api("GET", "/readyz").json(), {"status": "ready"})
         self.assertEqual(self.stack.api("GET", "%s/passes/%s/sd-1" % (V1, PASS_TYPE), headers=auth).status, 200)
 
     def test_clients_disconnecting_mid_request(self):
@@ -88,15 +96,22 @@ class ResilienceTest(StackTestCase):
         s = self.stack
         s.redis_cli("SAVE")  # keep the data across the restart
         redis_dir = os.path.join(s.tmp, "redis")
+        errors = lambda kind: metric_value(s.api("GET", "/metrics").body.decode(), "api_redis_errors_total", kind=kind)
+        before = {k: errors(k) for k in ("disconnect", "not_connected", "connect")}
         s.redis.stop()
         try:
             r = s.api("GET", "%s/devices/rd-dev/registrations/%s" % (V1, PASS_TYPE))
             self.assertEqual(r.status, 503)
             self.assertIn("storage unavailable", r.json()["error"])
-            self.assertEqual(s.api("GET", "/readyz").status, 503)
+            r = s.api("GET", "/readyz")
+            self.assertEqual(r.status, 503)
+            self.assertEqual(r.json(), {"status": "not ready", "reason": "redis: not connected"})
             self.assertEqual(s.api("GET", "/healthz").status, 200)
+            self.assertEqual(errors("disconnect"), before["disconnect"] + 1)
+            self.assertEqual(errors("not_connected"), before["not_connected"] + 1)
             time.sleep(2.0)  # several reconnects fail (connection refused) before Redis is back
             self.assertEqual(s.api("GET", "%s/devices/rd-dev/registrations/%s" % (V1, PASS_TYPE)).status, 503)
+            self.assertGreaterEqual(errors("connect"), before["connect"] + 2)
         finally:
             from harness import Service
             s.redis = Service("redis", ["redis-server", "--port", str(s.redis_port), "--bind", "127.0.0.1",
@@ -229,13 +244,16 @@ class MisconfigurationTest(StackTestCase):
         from harness import Service, request
         redis_port, api_port = free_port(), free_port()
         env = {"ADMIN_TOKEN": ADMIN_TOKEN, "REDIS_URL": "redis://127.0.0.1:%d/0" % redis_port,
-               "API_LISTEN": "127.0.0.1:%d" % api_port, "PUBLIC_URL": "https://passes.example.com/v1"}
+               "API_LISTEN": "127.0.0.1:%d" % api_port, "PUBLIC_URL": "https://passes.example.com/v1",
+               "SIGNER_URL": "http://127.0.0.1:%d" % self.stack.signer_port, "SIGNER_TOKEN": SIGNER_TOKEN}
         api = Service("api-early", [os.path.join(BIN, "passkit-api")], env, self.stack.tmp)
         redis = None
         try:
             wait_until(lambda: "event=listening" in api.output(), what="api to listen")
             time.sleep(1.5)  # a few connection attempts are refused first
-            self.assertEqual(request(api_port, "GET", "/readyz").status, 503)
+            r = request(api_port, "GET", "/readyz")
+            self.assertEqual(r.status, 503)
+            self.assertEqual(r.json(), {"status": "not ready", "reason": "redis: not connected"})
             redis = Service("redis-late", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
                                            "--save", "", "--appendonly", "no", "--dir", self.stack.tmp], {},
                             self.stack.tmp)

@@ -24,6 +24,7 @@
 #include "common/httpd.h"
 #include "common/metrics.h"
 #include "common/status_server.h"
+#include "loopback_client.h"
 
 struct readiness {
     atomic_int ready;
@@ -45,16 +46,8 @@ static int check_ready(void *data, char *reason, size_t reason_size)
 
 static int connect_to(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = loopback_connect(port);
     assert_true(fd >= 0);
-    struct timeval tv = {5, 0}; /* a hung server fails the test instead of hanging it */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in sin;
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons((uint16_t)port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
     return fd;
 }
 
