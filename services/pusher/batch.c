@@ -170,15 +170,19 @@ static void touch(batch_t *b)
     free(ids);
 }
 
-/* Entries of a pass type this pusher has no certificate for: left pending but made claimable by the
- * other pushers at once (one of them may have the certificate: a rollout in progress). */
-static void release_unhandled(batch_t *b)
+/* Entries this pusher will not finish, left pending but made claimable by the other pushers at once
+ * (their next XAUTOCLAIM, within a few seconds): those of a pass type it has no certificate for (one
+ * of them may have it: a rollout in progress), and, when stopping (stopping = 1), every entry whose
+ * pushes were not all answered, so that a pusher scaled in does not hold them for
+ * PUSHER_CLAIM_IDLE_MS. */
+static void release_unhandled(batch_t *b, int stopping)
 {
     const char **ids = pusher_xcalloc(b->nevents, sizeof(*ids));
     for (int s = 0; s < PUSHER_NSTREAMS && !b->redis_broken; s++) {
         size_t n = 0;
         for (size_t i = 0; i < b->nevents; i++)
-            if (b->events[i].keep_pending && b->events[i].stream == (enum pusher_stream)s)
+            if ((b->events[i].keep_pending || (stopping && b->events[i].pending > 0)) &&
+                b->events[i].stream == (enum pusher_stream)s)
                 ids[n++] = b->events[i].id;
         if (n > 0 && pusher_events_release(b->env->redis, (enum pusher_stream)s, b->env->consumer, ids, n,
                                            b->env->claim_idle_ms, b->err, sizeof(b->err)) != 0)
@@ -406,7 +410,7 @@ int pusher_batch_process(const pusher_batch_env_t *env, pusher_event_t *events, 
     }
     pusher_metrics_items(events, n, lookup.chunks_written);
     flush(&b);
-    release_unhandled(&b);
+    release_unhandled(&b, 0);
     if (b.redis_broken)
         goto fail;
 
@@ -421,10 +425,12 @@ int pusher_batch_process(const pusher_batch_env_t *env, pusher_event_t *events, 
             b.left_pending += events[i].pending > 0;
         CM_LOG(CM_LOG_INFO,
                "event=batch_drained items_left_pending=%zu reason=\"stop requested: answers in flight were "
-               "collected, pushes waiting for a retry are left to the next pusher\"",
+               "collected; the entries not finished are released to the other pushers\"",
                b.left_pending);
     }
     flush(&b);
+    if (ran > 0)
+        release_unhandled(&b, 1);
     if (b.redis_broken)
         goto fail;
     rc = 0;

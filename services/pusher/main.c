@@ -275,7 +275,7 @@ static int connect_redis(const cm_redis_url_t *url, redisContext **out, char *er
 static long claim_interval_ms(void)
 {
     long ms = cfg.claim_idle_ms / 2;
-    return ms < 1000 ? 1000 : ms > 30000 ? 30000 : ms;
+    return ms < 1000 ? 1000 : ms > 5000 ? 5000 : ms;
 }
 
 /* New entries: a few fan-out chunks (so a large fan-out is shared by every pusher, not taken whole by

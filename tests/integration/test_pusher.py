@@ -401,6 +401,29 @@ class StopDuringRetriesTest(PusherCase):
         self.assertEqual(s.redis_cli("XLEN", "pk:deadletter"), "0")
 
 
+class StopReleasesEntriesTest(PusherCase):
+    """A pusher stopped (scale-in, rollout) with an entry it could not finish releases it: another
+    pusher that is running pushes it within seconds, not after PUSHER_CLAIM_IDLE_MS (60 s here)."""
+    stack_kwargs = {"start_pusher": False, "apns_rules": ["5f5f=503:ServiceUnavailable*3"]}
+
+    def test_sigterm_releases_unfinished_entries(self):
+        s = self.stack
+        s.start_pusher_service("first")
+        auth = self.create("rel-1")
+        self.register("rel-dev", "5f5f", "rel-1", auth)
+        self.update("rel-1", "x")
+        wait_until(lambda: statuses_by_token(s).get("5f5f") == [503, 503], timeout=20, what="two 503s")
+        s.start_pusher_service("second")
+        code, out = s.stop_service("first", signal.SIGTERM)
+        self.assertEqual(code, 0, out[-2000:])
+        self.assertIn("event=batch_drained items_left_pending=1", out)
+        t0 = time.time()
+        wait_until(lambda: statuses_by_token(s).get("5f5f", [])[-1:] == [200], timeout=12,
+                   what="the released entry pushed by the running pusher")
+        self.assertLess(time.time() - t0, 12)
+        self.wait_acked()
+
+
 class CrashTest(unittest.TestCase):
     """Three pushers share 10,000 registrations of one pass; one is SIGKILLed mid-fan-out and every
     token still receives its push. Without the kill, none receives two."""
