@@ -45,5 +45,9 @@ signer_metrics_t *signer_metrics_new(void)
                                          "types refused) or failed (previous certificates kept).",
                                          "result");
     m->workers = cm_metrics_gauge(r, "signer_workers", "Threads of the signing pool.", NULL);
+    m->redis_errors = cm_metrics_counter(r, "signer_redis_errors_total",
+                                         "Redis failures, by call: bundle (a job's reads and writes) or ping "
+                                         "(the readiness check).",
+                                         "call");
     return m;
 }

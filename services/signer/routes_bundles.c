@@ -242,6 +242,8 @@ static void on_after_work(uv_work_t *work, int status)
         f->started_ns = f->done_ns = uv_hrtime();
     }
     count_job(f);
+    if (f->res.rc == SIGNER_ERR_REDIS)
+        cm_metric_add(bundles_app->metrics->redis_errors, 1, (const char *const[]){"bundle"});
     int level;
     int http_status = signer_error_status(f->res.rc, &level);
     /* the reason is logged inside reason="...": keep it one logfmt value */

@@ -9,6 +9,7 @@
 #include "signer.h"
 
 #include "common/httpd.h"
+#include "common/metrics.h"
 #include "common/status_server.h"
 
 #include <stdio.h>
@@ -56,6 +57,8 @@ static void on_ping_done(uv_work_t *work, int rc)
     if (rc != 0)
         return;
     status.redis_ok = status.work_rc == 0;
+    if (!status.redis_ok)
+        cm_metric_add(status.app->metrics->redis_errors, 1, (const char *const[]){"ping"});
     memcpy(status.redis_err, status.work_err, sizeof(status.redis_err));
 }
 

@@ -50,6 +50,8 @@ typedef struct signer_metrics {
     cm_metric_t *cert_loaded;     /* signer_certificates_loaded */
     cm_metric_t *cert_reloads;    /* signer_certificate_reloads_total{result}: ok|partial|failed */
     cm_metric_t *workers;         /* signer_workers: size of the signing pool */
+    cm_metric_t *redis_errors;    /* signer_redis_errors_total{call}: bundle jobs and readiness pings
+                                   * that failed on Redis (connection lost, timeout, error reply) */
 } signer_metrics_t;
 
 /* Creates the registry and the families. Never fails (misuse aborts). Lives until the process exits. */

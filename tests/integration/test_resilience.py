@@ -109,9 +109,13 @@ class ResilienceTest(StackTestCase):
             self.assertEqual(s.api("GET", "/healthz").status, 200)
             self.assertEqual(errors("disconnect"), before["disconnect"] + 1)
             self.assertEqual(errors("not_connected"), before["not_connected"] + 1)
+            signer_before = s.signer_metric("signer_redis_errors_total", call="bundle")
+            self.assertEqual(s.signer_bundle(PASS_TYPE, "rd-1").status, 503)
+            self.assertEqual(s.signer_metric("signer_redis_errors_total", call="bundle"), signer_before + 1)
             time.sleep(2.0)  # several reconnects fail (connection refused) before Redis is back
             self.assertEqual(s.api("GET", "%s/devices/rd-dev/registrations/%s" % (V1, PASS_TYPE)).status, 503)
             self.assertGreaterEqual(errors("connect"), before["connect"] + 2)
+            self.assertGreaterEqual(s.signer_metric("signer_redis_errors_total", call="ping"), 1)
         finally:
             from harness import Service
             s.redis = Service("redis", ["redis-server", "--port", str(s.redis_port), "--bind", "127.0.0.1",
