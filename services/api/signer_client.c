@@ -271,9 +271,6 @@ static void start_transfer(api_signer_t *s, const char *path, long timeout_ms, i
     curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 2000 ? timeout_ms : 2000);
     curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
-    /* A signer that comes back (container recreated, pod rescheduled without a Service IP) often has a
-     * new address: look the name up again after 2 s instead of libcurl's 60. */
-    curl_easy_setopt(t->easy, CURLOPT_DNS_CACHE_TIMEOUT, 2L);
     curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
     if (s->headers != NULL && !is_probe)
         curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, s->headers);

@@ -45,6 +45,7 @@ case $issuer in g4|g1) ;; *) usage ;; esac
 if [ -n "$not_before$not_after" ] && { [ -z "$not_before" ] || [ -z "$not_after" ]; }; then usage; fi
 out=$1; team=$2; shift 2
 mkdir -p "$out/ca" "$out/apns"
+out=$(cd "$out" && pwd)   # absolute: the script cds into it, and the last chmod names it again
 umask 077
 cd "$out"
 

@@ -9,7 +9,8 @@
 #      there (append-only file), and one more change pushes every device once
 #   5. `stop`: every service exits 0 on SIGTERM; then `down -v` and a check that nothing is left
 #   6. production settings (docker/production.env.example with a folder of ours): the certs step
-#      refuses an empty folder, naming it, and takes a mounted folder of certificates as it is
+#      refuses an empty folder, naming it, takes a mounted folder of certificates as it is, and
+#      refuses the development certificates a dev run left in the named volume
 #
 # Container engine: a running Docker engine when there is one; else ../shared/tools/container-runtime
 # (podman's Docker API + docker-compose v1, needs root), as on CI. Exits 77 (skipped) when neither
@@ -108,5 +109,13 @@ echo "$out" | grep -q "certs: using /etc/passkit/certs/pass.com.example.concert/
 [ -z "$(ls "$logs/real" | grep -v -x -e ca -e apns -e wwdr.pem -e wwdr.srl -e pass.com.example.concert)" ] \
   || { log "the certs step wrote into the mounted folder"; exit 1; }
 log "production settings, mounted folder: used as it is"
+# Development certificates left in the named volume by a dev run are refused with DEV_CERTS=0.
+$COMPOSE run --rm --no-deps certs >/dev/null 2>&1 || { log "the dev certs step failed"; exit 1; }
+grep -v '^PASSKIT_CERTS=' "$prod_env" > "$logs/prod-no-folder.env"
+if out=$($COMPOSE --env-file "$logs/prod-no-folder.env" run --rm --no-deps certs 2>&1); then
+  log "production settings took the development certificates of the named volume: $out"; exit 1
+fi
+echo "$out" | grep -q "holds the development certificates" || { log "unexpected: $out"; exit 1; }
+log "production settings, development certificates left in the volume: refused"
 $COMPOSE --env-file "$prod_env" down -v --remove-orphans >/dev/null 2>&1
 log "passed"
