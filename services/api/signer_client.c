@@ -39,6 +39,7 @@ struct transfer {
     size_t len, cap;
     int is_probe;
     uint64_t started_ns;
+    char curl_error[CURL_ERROR_SIZE]; /* libcurl's detailed message ("Resolving timed out after ...") */
     api_signer_result_t result;
 };
 
@@ -52,7 +53,8 @@ static void finish(struct transfer *t, CURLcode code)
 {
     if (code != CURLE_OK) {
         t->result.status = 0;
-        snprintf(t->result.error, sizeof(t->result.error), "%s", curl_easy_strerror(code));
+        snprintf(t->result.error, sizeof(t->result.error), "%s",
+                 t->curl_error[0] != '\0' ? t->curl_error : curl_easy_strerror(code));
     } else {
         long status = 0;
         curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -264,6 +266,7 @@ static void start_transfer(api_signer_t *s, const char *path, long timeout_ms, i
     snprintf(url, sizeof(url), "%s%s", s->base_url, path);
     curl_easy_setopt(t->easy, CURLOPT_URL, url);
     curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
+    curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->curl_error);
     curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, on_header);
