@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+import re
 import signal
 import socket
 import subprocess
@@ -46,6 +47,14 @@ def wait_until(predicate, timeout=10.0, what="condition"):
             return value
         time.sleep(0.05)
     raise AssertionError("timed out waiting for " + what)
+
+
+def signer_unreachable(stack):
+    """True when the api's /readyz says the signer cannot be reached; the reason is libcurl's detailed
+    message, which names the signer's address and port."""
+    body = stack.api("GET", "/readyz").json()
+    pattern = r"signer unreachable: Failed to connect to 127\.0\.0\.1 port %d after \d+ ?ms: .+" % stack.signer_port
+    return body.get("status") == "not ready" and re.fullmatch(pattern, body.get("reason", "")) is not None
 
 
 def metric_value(text, metric, **labels):

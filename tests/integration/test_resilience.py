@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from harness import (ADMIN_TOKEN, BIN, PASS_TYPE, SIGNER_TOKEN, TEAM_ID, SOURCE_DIR, Stack, StackTestCase, free_port,
-                     make_zip, metric_value, run, sample_template, wait_until)
+                     make_zip, metric_value, run, sample_template, signer_unreachable, wait_until)
 
 V1 = "/passes/v1"
 
@@ -42,10 +42,8 @@ class ResilienceTest(StackTestCase):
         code, _ = self.stack.stop_service("signer")
         self.assertEqual(code, 0)
         try:
-            # the probe (every 2 s) notices; the reason is curl's
-            unreachable = {"status": "not ready", "reason": "signer unreachable: Couldn't connect to server"}
-            wait_until(lambda: self.stack.api("GET", "/readyz").json() == unreachable, timeout=10,
-                       what="api not ready")
+            # the probe (every 2 s) notices; the reason is curl's detailed message
+            wait_until(lambda: signer_unreachable(self.stack), timeout=10, what="api not ready")
             self.assertEqual(self.stack.api("GET", "/readyz").status, 503)
             self.assertEqual(self.stack.api("GET", "/healthz").json(), {"status": "ok"})
             self.create("sd-2")  # a new version nobody signed yet
