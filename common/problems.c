@@ -51,7 +51,8 @@ static json_t *text_new(char *s)
     return j;
 }
 
-static void add(cm_problems_t *p, const char *where_key, const char *where, const char *fmt, va_list ap)
+__attribute__((format(printf, 4, 0))) static void add(cm_problems_t *p, const char *where_key,
+                                                      const char *where, const char *fmt, va_list ap)
 {
     char msg[512], place[CM_POINTER_MAX + 64];
     p->total++;
