@@ -1,5 +1,6 @@
 /* REDIS_URL parsing with libcurl's URL API and a blocking connect; see common/redis_url.h. */
 #include "common/redis_url.h"
+#include "common/redis_addr.h"
 
 #include <curl/curl.h>
 #include <hiredis/hiredis.h>
@@ -77,12 +78,27 @@ int cm_redis_connect_sync(const cm_redis_url_t *url, int timeout_ms, struct redi
 {
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     redisReply *reply = NULL;
-    redisContext *c = redisConnectWithTimeout(url->host, url->port, tv);
-    if (c == NULL)
-        abort();
-    if (c->err) {
-        snprintf(err, err_size, "connect to redis %s:%d: %s", url->host, url->port, c->errstr);
-        goto fail;
+    char ip[CM_REDIS_ADDR_SIZE];
+    redisContext *c = NULL;
+    if (cm_redis_addr_lookup(url->host, url->port, cm_redis_addr_now_ms(), ip)) {
+        c = redisConnectWithTimeout(ip, url->port, tv);
+        if (c == NULL)
+            abort();
+        if (c->err) { /* moved, or down: look the name up again */
+            cm_redis_addr_forget(url->host, url->port);
+            redisFree(c);
+            c = NULL;
+        }
+    }
+    if (c == NULL) {
+        c = redisConnectWithTimeout(url->host, url->port, tv);
+        if (c == NULL)
+            abort();
+        if (c->err) {
+            snprintf(err, err_size, "connect to redis %s:%d: %s", url->host, url->port, c->errstr);
+            goto fail;
+        }
+        cm_redis_addr_remember(url->host, url->port, c->fd, cm_redis_addr_now_ms());
     }
     redisSetTimeout(c, tv);
     if (url->password[0] != '\0') {

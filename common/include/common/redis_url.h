@@ -22,7 +22,9 @@ typedef struct cm_redis_url {
 int cm_redis_url_parse(const char *url, cm_redis_url_t *out, char *err, size_t err_size);
 
 /* Connects (timeout_ms for connect and for every later command), AUTHs and SELECTs. Returns 0 and
- * *out (free with redisFree), or -1 with a reason in err. Blocking: never call on an event loop. */
+ * *out (free with redisFree), or -1 with a reason in err. Blocking: never call on an event loop.
+ * Connects to the address the host name had at the last connect when it is recent enough, without
+ * a DNS lookup (common/redis_addr.h). */
 int cm_redis_connect_sync(const cm_redis_url_t *url, int timeout_ms, struct redisContext **out, char *err,
                           size_t err_size);
 
