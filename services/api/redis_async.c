@@ -2,16 +2,22 @@
  * hiredis async on libuv with automatic reconnection; see redis_async.h.
  * A disconnect schedules a reconnect after RECONNECT_MS; AUTH and SELECT are queued first on every
  * new connection, so commands sent afterwards run authenticated and in the right database.
+ * The host name is never looked up on the loop (hiredis would call getaddrinfo there, and a lost DNS
+ * packet stops the loop for 5 s): a connect uses the address remembered from the last working one
+ * (common/redis_addr.h), or looks the name up in libuv's thread pool first.
  */
 #include "redis_async.h"
 #include "common/log.h"
+#include "common/redis_addr.h"
 #include "common/redis_url.h"
 #include "redis_uv.h"
 
 #include "common/metrics.h"
 
 #include <hiredis/async.h>
+#include <arpa/inet.h>
 #include <hiredis/hiredis.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -24,7 +30,10 @@ struct api_redis {
     redisAsyncContext *ac;
     int connected;
     int closing;
-    int open_timers;
+    int open_handles;        /* the two timers and a lookup in flight, closed at api_redis_free */
+    uv_getaddrinfo_t lookup; /* the host name's lookup in the thread pool */
+    int looking_up;
+    int via_remembered; /* the connect in progress uses the remembered address */
     uv_timer_t reconnect_timer;
     uv_timer_t watchdog; /* fails the connection when a reply is overdue */
     long timeout_ms;
@@ -79,12 +88,16 @@ static void on_connect(const redisAsyncContext *ac, int status)
         CM_LOG(CM_LOG_WARN, "event=redis_connect_failed host=%s port=%d reason=\"%s\"", r->url.host,
                r->url.port, ac->errstr);
         count_error(r, API_REDIS_ERR_CONNECT);
+        if (r->via_remembered)
+            cm_redis_addr_forget(r->url.host, r->url.port); /* moved, or down: look the name up next */
         r->ac = NULL; /* hiredis frees the context after this callback */
         if (!r->closing)
             uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
         return;
     }
     r->connected = 1;
+    if (!r->via_remembered)
+        cm_redis_addr_remember(r->url.host, r->url.port, ac->c.fd, cm_redis_addr_now_ms());
     CM_LOG(CM_LOG_INFO, "event=redis_connected host=%s port=%d", r->url.host, r->url.port);
 }
 
@@ -100,14 +113,19 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
 }
 
-static void connect_now(api_redis_t *r)
+/* Connects to ip, numeric: hiredis's getaddrinfo returns at once. */
+static void connect_to(api_redis_t *r, const char *ip, int remembered)
 {
-    redisAsyncContext *ac = redisAsyncConnect(r->url.host, r->url.port);
+    r->via_remembered = remembered;
+    redisAsyncContext *ac = redisAsyncConnect(ip, r->url.port);
     if (ac == NULL)
         abort();
     if (ac->err) {
-        CM_LOG(CM_LOG_WARN, "event=redis_connect_failed reason=\"%s\"", ac->errstr);
+        CM_LOG(CM_LOG_WARN, "event=redis_connect_failed host=%s port=%d address=%s reason=\"%s\"",
+               r->url.host, r->url.port, ip, ac->errstr);
         count_error(r, API_REDIS_ERR_CONNECT);
+        if (remembered)
+            cm_redis_addr_forget(r->url.host, r->url.port);
         redisAsyncFree(ac);
         uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
         return;
@@ -131,6 +149,72 @@ static void connect_now(api_redis_t *r)
     }
     if (r->url.db != 0)
         redisAsyncCommand(ac, on_setup_reply, "SELECT", "SELECT %d", r->url.db);
+}
+
+static void on_handle_closed(api_redis_t *r)
+{
+    if (--r->open_handles == 0)
+        free(r);
+}
+
+/* The first IPv4 address, else the first IPv6 one (hiredis's own order), as text into ip. */
+static int pick_address(const struct addrinfo *res, char *ip)
+{
+    for (int family = AF_INET;; family = AF_INET6) {
+        for (const struct addrinfo *a = res; a != NULL; a = a->ai_next) {
+            if (a->ai_family != family)
+                continue;
+            const void *addr = family == AF_INET
+                                   ? (const void *)&((struct sockaddr_in *)a->ai_addr)->sin_addr
+                                   : (const void *)&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
+            return inet_ntop(family, addr, ip, CM_REDIS_ADDR_SIZE) != NULL ? 0 : -1;
+        }
+        if (family == AF_INET6)
+            return -1;
+    }
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    api_redis_t *r = req->data;
+    char ip[CM_REDIS_ADDR_SIZE];
+    int picked = status == 0 ? pick_address(res, ip) : -1;
+    r->looking_up = 0;
+    uv_freeaddrinfo(res);
+    if (r->closing) {
+        on_handle_closed(r);
+        return;
+    }
+    r->open_handles--;
+    if (picked != 0) {
+        CM_LOG(CM_LOG_WARN, "event=redis_connect_failed host=%s port=%d reason=\"lookup: %s\"", r->url.host,
+               r->url.port, status != 0 ? uv_strerror(status) : "no IPv4 or IPv6 address");
+        count_error(r, API_REDIS_ERR_CONNECT);
+        uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
+        return;
+    }
+    connect_to(r, ip, 0);
+}
+
+static void connect_now(api_redis_t *r)
+{
+    char ip[CM_REDIS_ADDR_SIZE];
+    if (cm_redis_addr_lookup(r->url.host, r->url.port, cm_redis_addr_now_ms(), ip)) {
+        connect_to(r, ip, 1);
+        return;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    r->lookup.data = r;
+    int rc = uv_getaddrinfo(r->loop, &r->lookup, on_resolved, r->url.host, NULL, &hints);
+    if (rc != 0) {
+        CM_LOG(CM_LOG_WARN, "event=redis_connect_failed host=%s port=%d reason=\"lookup: %s\"", r->url.host,
+               r->url.port, uv_strerror(rc));
+        count_error(r, API_REDIS_ERR_CONNECT);
+        uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
+        return;
+    }
+    r->looking_up = 1;
+    r->open_handles++;
 }
 
 /* hiredis 0.14 has no timeout for asynchronous commands: a server that stops answering (or a network
@@ -207,9 +291,7 @@ size_t api_redis_pending(const api_redis_t *r)
 
 static void on_timer_closed(uv_handle_t *h)
 {
-    api_redis_t *r = h->data;
-    if (--r->open_timers == 0)
-        free(r);
+    on_handle_closed(h->data);
 }
 
 void api_redis_free(api_redis_t *r)
@@ -217,7 +299,9 @@ void api_redis_free(api_redis_t *r)
     if (r == NULL)
         return;
     r->closing = 1;
-    r->open_timers = 2;
+    r->open_handles += 2;
+    if (r->looking_up)
+        uv_cancel((uv_req_t *)&r->lookup); /* on_resolved still runs (UV_ECANCELED) and drops its count */
     uv_timer_stop(&r->reconnect_timer);
     uv_timer_stop(&r->watchdog);
     if (r->ac != NULL)

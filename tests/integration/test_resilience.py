@@ -245,7 +245,8 @@ class MisconfigurationTest(StackTestCase):
     def test_api_started_before_redis_and_public_url_ending_in_v1(self):
         from harness import Service, request
         redis_port, api_port = free_port(), free_port()
-        env = {"ADMIN_TOKEN": ADMIN_TOKEN, "REDIS_URL": "redis://127.0.0.1:%d/0" % redis_port,
+        # by name: the api looks it up off its loop, then connects to the address (services/api/redis_async.c)
+        env = {"ADMIN_TOKEN": ADMIN_TOKEN, "REDIS_URL": "redis://localhost:%d/0" % redis_port,
                "API_LISTEN": "127.0.0.1:%d" % api_port, "PUBLIC_URL": "https://passes.example.com/v1",
                "SIGNER_URL": "http://127.0.0.1:%d" % self.stack.signer_port, "SIGNER_TOKEN": SIGNER_TOKEN}
         api = Service("api-early", [os.path.join(BIN, "passkit-api")], env, self.stack.tmp)
@@ -265,10 +266,34 @@ class MisconfigurationTest(StackTestCase):
             self.assertEqual(r.status, 204)
             r = request(api_port, "GET", "/v1/devices/d/registrations/%s" % PASS_TYPE)
             self.assertEqual(r.status, 204)
+            self.assertIn("event=redis_connected host=localhost port=%d" % redis_port, api.output())
         finally:
             self.assertEqual(api.stop(), 0, api.output())
             if redis is not None:
                 redis.stop()
+
+    def test_api_with_a_redis_name_that_does_not_resolve(self):
+        """The lookup fails in the thread pool: the api keeps answering /healthz, /readyz says why, the log
+        names the host and the lookup's error, and SIGTERM still exits 0."""
+        from harness import Service, request
+        api_port = free_port()
+        env = {"ADMIN_TOKEN": ADMIN_TOKEN, "REDIS_URL": "redis://redis.invalid:6379/0",
+               "API_LISTEN": "127.0.0.1:%d" % api_port, "SIGNER_URL": "http://127.0.0.1:%d" % self.stack.signer_port,
+               "SIGNER_TOKEN": SIGNER_TOKEN}
+        api = Service("api-no-such-redis", [os.path.join(BIN, "passkit-api")], env, self.stack.tmp)
+        try:
+            wait_until(lambda: "reason=\"lookup: " in api.output(), what="a failed lookup in the log")
+            line = next(l for l in api.output().splitlines() if "reason=\"lookup: " in l)
+            self.assertIn("event=redis_connect_failed host=redis.invalid port=6379", line)
+            for _ in range(20):
+                started = time.monotonic()
+                self.assertEqual(request(api_port, "GET", "/healthz").status, 200)
+                self.assertLess(time.monotonic() - started, 1.0)
+                time.sleep(0.05)
+            r = request(api_port, "GET", "/readyz")
+            self.assertEqual((r.status, r.json()), (503, {"status": "not ready", "reason": "redis: not connected"}))
+        finally:
+            self.assertEqual(api.stop(), 0, api.output())
 
     def test_api_without_admin_token(self):
         code, out = self.run_service("passkit-api", {"ADMIN_TOKEN": "", "REDIS_URL": self.stack.redis_url,
