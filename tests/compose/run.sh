@@ -30,7 +30,9 @@ if ! docker info >/dev/null 2>&1; then
     exit 77
   fi
   log "no Docker engine: starting podman's Docker API with $runtime"
-  eval "$("$runtime" setup)"
+  # from /: the podman service it may start keeps this working directory, and its containers cannot
+  # start once that folder is deleted (a clone removed after a run: "write child: broken pipe")
+  eval "$(cd / && "$runtime" setup)"
 fi
 if command -v docker-compose >/dev/null; then compose_bin=docker-compose; else compose_bin="docker compose"; fi
 # The build needs the host's pkpass-inspect (drive.py checks bundles with it, as the integration tests do).
