@@ -5,6 +5,11 @@
  * The host name is never looked up on the loop (hiredis would call getaddrinfo there, and a lost DNS
  * packet stops the loop for 5 s): a connect uses the address remembered from the last working one
  * (common/redis_addr.h), or looks the name up in libuv's thread pool first.
+ *
+ * A connection is usable (commands are sent, api_redis_is_connected, api_dependency_up{redis}) only
+ * once Redis answered a PING on it: a frozen Redis (SIGSTOP, a stalled VM) still completes TCP
+ * handshakes in its kernel. A watchdog drops a connection whose connect or replies are overdue by
+ * timeout_ms, at once: hiredis's redisAsyncDisconnect would wait for the replies that never come.
  */
 #include "redis_async.h"
 #include "common/log.h"
@@ -21,15 +26,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define RECONNECT_MS 500
-#define WATCHDOG_MS  500
+#define RECONNECT_MS          500
+#define RECONNECT_AFTER_ERROR 5000 /* Redis refused the PING (NOAUTH, LOADING...): try again later */
+#define WATCHDOG_MS           500
 
 struct api_redis {
     uv_loop_t *loop;
     cm_redis_url_t url;
     redisAsyncContext *ac;
-    int connected;
+    int tcp_up;    /* hiredis reported the connect done */
+    int connected; /* usable: Redis answered the PING */
     int closing;
+    int timed_out;         /* the watchdog dropped the connection: on_disconnect says so */
+    uint64_t reconnect_ms; /* the delay before the next attempt after this connection ends */
+    uint64_t connect_started;
     int open_handles;        /* the two timers and a lookup in flight, closed at api_redis_free */
     uv_getaddrinfo_t lookup; /* the host name's lookup in the thread pool */
     int looking_up;
@@ -59,6 +69,22 @@ static void on_reconnect_timer(uv_timer_t *timer)
     connect_now(timer->data);
 }
 
+static void set_usable(api_redis_t *r, int usable)
+{
+    r->connected = usable;
+    cm_metric_set(r->metrics->up, usable, (const char *const[]){"redis"});
+}
+
+/* Frees the connection now: pending callbacks get NULL, then (if the connect was done) on_disconnect
+ * runs. Not from inside a hiredis callback. */
+static void drop_connection(api_redis_t *r)
+{
+    redisAsyncContext *ac = r->ac;
+    r->ac = NULL; /* the callbacks run below must not send on it */
+    set_usable(r, 0);
+    redisAsyncFree(ac);
+}
+
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     struct pending *p = privdata;
@@ -81,6 +107,27 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
                rep->str);
 }
 
+static void on_ping(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    api_redis_t *r = ac->data;
+    redisReply *rep = reply;
+    r->pending--;
+    r->last_progress = uv_now(r->loop);
+    if (rep == NULL || r->closing)
+        return; /* the connection is going away: on_disconnect has it */
+    if (rep->type == REDIS_REPLY_ERROR) {
+        CM_LOG(CM_LOG_WARN, "event=redis_unusable host=%s port=%d reason=\"%s\"", r->url.host, r->url.port,
+               rep->str);
+        count_error(r, API_REDIS_ERR_REPLY);
+        r->reconnect_ms = RECONNECT_AFTER_ERROR;
+        redisAsyncDisconnect(ac); /* nothing else is pending: it closes once this callback returns */
+        return;
+    }
+    set_usable(r, 1);
+    CM_LOG(CM_LOG_INFO, "event=redis_connected host=%s port=%d", r->url.host, r->url.port);
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     api_redis_t *r = ac->data;
@@ -95,28 +142,39 @@ static void on_connect(const redisAsyncContext *ac, int status)
             uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
         return;
     }
-    r->connected = 1;
+    r->tcp_up = 1;
     if (!r->via_remembered)
         cm_redis_addr_remember(r->url.host, r->url.port, ac->c.fd, cm_redis_addr_now_ms());
-    CM_LOG(CM_LOG_INFO, "event=redis_connected host=%s port=%d", r->url.host, r->url.port);
+    /* queued after AUTH and SELECT: its answer says the connection is ready for commands */
+    if (redisAsyncCommand(r->ac, on_ping, NULL, "PING") == REDIS_OK && r->pending++ == 0)
+        r->last_progress = uv_now(r->loop);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     api_redis_t *r = ac->data;
+    uint64_t delay = r->reconnect_ms;
+    const char *reason = r->timed_out         ? "no reply within REDIS_TIMEOUT_MS"
+                         : status == REDIS_OK ? "closed"
+                                              : ac->errstr;
     r->ac = NULL;
-    r->connected = 0;
+    r->tcp_up = 0;
+    r->timed_out = 0;
+    r->reconnect_ms = RECONNECT_MS;
+    set_usable(r, 0);
     if (r->closing)
         return;
     count_error(r, API_REDIS_ERR_DISCONNECT);
-    CM_LOG(CM_LOG_WARN, "event=redis_disconnected reason=\"%s\"", status == REDIS_OK ? "closed" : ac->errstr);
-    uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
+    CM_LOG(CM_LOG_WARN, "event=redis_disconnected reason=\"%s\"", reason);
+    uv_timer_start(&r->reconnect_timer, on_reconnect_timer, delay, 0);
 }
 
 /* Connects to ip, numeric: hiredis's getaddrinfo returns at once. */
 static void connect_to(api_redis_t *r, const char *ip, int remembered)
 {
     r->via_remembered = remembered;
+    r->tcp_up = 0;
+    r->connect_started = uv_now(r->loop);
     redisAsyncContext *ac = redisAsyncConnect(ip, r->url.port);
     if (ac == NULL)
         abort();
@@ -217,19 +275,36 @@ static void connect_now(api_redis_t *r)
     r->open_handles++;
 }
 
-/* hiredis 0.14 has no timeout for asynchronous commands: a server that stops answering (or a network
- * that drops packets) would keep requests waiting forever. When commands are pending and nothing
- * came back for timeout_ms, the connection is dropped: pending callbacks get NULL (503), and the
- * reconnect logic takes over. */
+/* hiredis 0.14 has no timeout for asynchronous connects or commands: a server that stops answering (or
+ * a network that drops packets) would keep requests waiting forever. A connect not done within
+ * timeout_ms is abandoned; when commands are pending and nothing came back for timeout_ms, the
+ * connection is dropped: pending callbacks get NULL (503), and the reconnect logic takes over. */
 static void on_watchdog(uv_timer_t *timer)
 {
     api_redis_t *r = timer->data;
-    if (r->ac == NULL || r->pending == 0 || uv_now(r->loop) - r->last_progress < (uint64_t)r->timeout_ms)
+    uint64_t now = uv_now(r->loop);
+    if (r->ac == NULL)
+        return;
+    if (!r->tcp_up) {
+        if (now - r->connect_started < (uint64_t)r->timeout_ms)
+            return;
+        CM_LOG(CM_LOG_WARN,
+               "event=redis_connect_failed host=%s port=%d reason=\"not connected after %ld ms\"",
+               r->url.host, r->url.port, r->timeout_ms);
+        count_error(r, API_REDIS_ERR_CONNECT);
+        if (r->via_remembered)
+            cm_redis_addr_forget(r->url.host, r->url.port);
+        drop_connection(r); /* hiredis calls no callback of ours for a connect still in progress */
+        uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
+        return;
+    }
+    if (r->pending == 0 || now - r->last_progress < (uint64_t)r->timeout_ms)
         return;
     CM_LOG(CM_LOG_WARN, "event=redis_timeout pending=%zu waited_ms=%llu", r->pending,
-           (unsigned long long)(uv_now(r->loop) - r->last_progress));
+           (unsigned long long)(now - r->last_progress));
     count_error(r, API_REDIS_ERR_TIMEOUT);
-    redisAsyncDisconnect(r->ac);
+    r->timed_out = 1;
+    drop_connection(r);
 }
 
 int api_redis_new(uv_loop_t *loop, const char *url, long timeout_ms, api_metrics_t *metrics,
@@ -246,7 +321,9 @@ int api_redis_new(uv_loop_t *loop, const char *url, long timeout_ms, api_metrics
     }
     r->loop = loop;
     r->timeout_ms = timeout_ms;
+    r->reconnect_ms = RECONNECT_MS;
     r->metrics = metrics;
+    set_usable(r, 0);
     uv_timer_init(loop, &r->reconnect_timer);
     r->reconnect_timer.data = r;
     uv_timer_init(loop, &r->watchdog);

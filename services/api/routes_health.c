@@ -7,7 +7,7 @@
  * reconnects by itself) and the outcome of the last signer probe, GET {SIGNER_URL}/readyz sent every
  * API_HEALTH_PROBE_MS through the signer client (one at a time, at most API_SIGNER_PROBE_TIMEOUT_MS).
  * Ready means both; once shutdown started it is never ready again. The probe's outcome also sets
- * api_dependency_up.
+ * api_dependency_up{signer} (redis_async.c keeps api_dependency_up{redis}).
  */
 #include "app.h"
 #include "metrics.h"
@@ -78,8 +78,7 @@ static void on_probe_done(const api_signer_result_t *res, void *data)
         json_decref(body);
     }
     cm_metric_t *up = health.app->metrics->up;
-    cm_metric_set(up, health.signer_ok, (const char *const[]){"signer"});
-    cm_metric_set(up, api_redis_is_connected(health.app->redis), (const char *const[]){"redis"});
+    cm_metric_set(up, health.signer_ok, (const char *const[]){"signer"}); /* redis: redis_async.c */
 }
 
 static void on_probe_tick(uv_timer_t *timer)

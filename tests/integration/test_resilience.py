@@ -295,6 +295,93 @@ class MisconfigurationTest(StackTestCase):
         finally:
             self.assertEqual(api.stop(), 0, api.output())
 
+    def standalone_api(self, name, redis_url, timeout_ms, signer_token=SIGNER_TOKEN):
+        from harness import Service
+        api_port = free_port()
+        env = {"ADMIN_TOKEN": ADMIN_TOKEN, "REDIS_URL": redis_url, "REDIS_TIMEOUT_MS": str(timeout_ms),
+               "API_LISTEN": "127.0.0.1:%d" % api_port, "SIGNER_URL": "http://127.0.0.1:%d" % self.stack.signer_port,
+               "SIGNER_TOKEN": signer_token}
+        api = Service(name, [os.path.join(BIN, "passkit-api")], env, self.stack.tmp)
+        wait_until(lambda: "event=listening" in api.output(), what=name + " to listen")
+        return api, api_port
+
+    def test_api_with_a_frozen_redis(self):
+        """SIGSTOP: the kernel still accepts connections and keeps them open, Redis just never answers.
+        The request in flight gets 503 once REDIS_TIMEOUT_MS is over (hiredis alone would wait for the
+        reply forever), the api is not ready for as long as Redis is frozen (a reconnect completes, but its
+        PING is never answered), and everything is back on its own after SIGCONT."""
+        import signal
+        from harness import Service, request
+        redis_port = free_port()
+        redis = Service("redis-frozen", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save",
+                                         "", "--appendonly", "no", "--dir", self.stack.tmp], {}, self.stack.tmp)
+        api, api_port = self.standalone_api("api-frozen-redis", "redis://127.0.0.1:%d" % redis_port, 1000)
+        metric = lambda name, **labels: metric_value(request(api_port, "GET", "/metrics").body.decode(), name, **labels)
+        listing = "/v1/devices/d/registrations/%s" % PASS_TYPE
+        try:
+            wait_until(lambda: request(api_port, "GET", "/readyz").status == 200, timeout=10, what="api ready")
+            self.assertEqual(metric("api_dependency_up", dependency="redis"), 1)
+            timeouts = metric("api_redis_errors_total", kind="timeout")
+            os.kill(redis.proc.pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                r = request(api_port, "GET", listing, timeout=10)
+                waited = time.monotonic() - started
+                self.assertEqual(r.status, 503)
+                self.assertIn("storage unavailable", r.json()["error"])
+                self.assertGreater(waited, 0.9)
+                self.assertLess(waited, 3.0)
+                frozen_until = time.monotonic() + 4.0  # a few reconnects, each PING timing out
+                while time.monotonic() < frozen_until:
+                    r = request(api_port, "GET", "/readyz")
+                    self.assertEqual((r.status, r.json()), (503, {"status": "not ready",
+                                                                  "reason": "redis: not connected"}))
+                    self.assertEqual(request(api_port, "GET", listing).status, 503)
+                    self.assertEqual(request(api_port, "GET", "/healthz").status, 200)
+                    time.sleep(0.1)
+                self.assertEqual(metric("api_dependency_up", dependency="redis"), 0)
+                # one timeout per connection dropped: the first one and the reconnects' PINGs (at most one
+                # per 1.5 s), not one per watchdog tick
+                dropped = metric("api_redis_errors_total", kind="timeout") - timeouts
+                self.assertGreaterEqual(dropped, 2)
+                self.assertLessEqual(dropped, 5)
+                self.assertIn(api.output().count("event=redis_timeout"), (dropped, dropped + 1))  # one may just have come
+                self.assertIn('event=redis_disconnected reason="no reply within REDIS_TIMEOUT_MS"', api.output())
+            finally:
+                os.kill(redis.proc.pid, signal.SIGCONT)
+            wait_until(lambda: request(api_port, "GET", "/readyz").status == 200, timeout=10, what="api ready again")
+            self.assertEqual(metric("api_dependency_up", dependency="redis"), 1)
+            self.assertEqual(request(api_port, "GET", listing).status, 204)
+        finally:
+            self.assertEqual(api.stop(), 0, api.output())
+            redis.stop()
+
+    def test_api_with_a_redis_that_never_completes_the_connect(self):
+        """A listener whose backlog is full: the kernel drops the SYNs, as a black-holed address does. Each
+        connect is abandoned after REDIS_TIMEOUT_MS and tried again; the api stays alive and says why."""
+        from harness import request
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        filler = socket.create_connection(("127.0.0.1", port))  # takes the only backlog slot
+        api, api_port = self.standalone_api("api-blackhole-redis", "redis://127.0.0.1:%d" % port, 500)
+        try:
+            line = 'event=redis_connect_failed host=127.0.0.1 port=%d reason="not connected after 500 ms"' % port
+            wait_until(lambda: api.output().count(line) >= 2, timeout=10, what="two abandoned connects")
+            self.assertEqual(request(api_port, "GET", "/healthz").status, 200)
+            r = request(api_port, "GET", "/readyz")
+            self.assertEqual((r.status, r.json()), (503, {"status": "not ready", "reason": "redis: not connected"}))
+            r = request(api_port, "GET", "/v1/devices/d/registrations/%s" % PASS_TYPE)
+            self.assertEqual(r.status, 503)
+            text = request(api_port, "GET", "/metrics").body.decode()
+            self.assertEqual(metric_value(text, "api_dependency_up", dependency="redis"), 0)
+            self.assertGreaterEqual(metric_value(text, "api_redis_errors_total", kind="connect"), 2)
+        finally:
+            self.assertEqual(api.stop(), 0, api.output())
+            filler.close()
+            listener.close()
+
     def test_api_without_admin_token(self):
         code, out = self.run_service("passkit-api", {"ADMIN_TOKEN": "", "REDIS_URL": self.stack.redis_url,
                                                      "API_LISTEN": "127.0.0.1:%d" % free_port()})
