@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include <curl/curl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,19 @@ struct poll_ctx {
     api_signer_t *signer;
 };
 
+/* The signer's {"error": "..."} text of an answer other than 200, else the start of its body. */
+static void error_text(struct transfer *t)
+{
+    json_t *body = t->body != NULL ? json_loadb(t->body, t->len, 0, NULL) : NULL;
+    const char *text = json_string_value(json_object_get(body, "error"));
+    if (text != NULL)
+        snprintf(t->result.error, sizeof(t->result.error), "%s", text);
+    else
+        snprintf(t->result.error, sizeof(t->result.error), "%.*s", (int)(t->len < 255 ? t->len : 255),
+                 t->body != NULL ? t->body : "");
+    json_decref(body);
+}
+
 static void finish(struct transfer *t, CURLcode code)
 {
     if (code != CURLE_OK) {
@@ -60,8 +74,7 @@ static void finish(struct transfer *t, CURLcode code)
         curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
         t->result.status = (int)status;
         if (status != 200)
-            snprintf(t->result.error, sizeof(t->result.error), "%.*s", (int)(t->len < 255 ? t->len : 255),
-                     t->body != NULL ? t->body : "");
+            error_text(t);
     }
     t->result.body = t->body;
     t->result.len = t->len;

@@ -35,7 +35,7 @@
 #include <unistd.h>
 
 #define RECONNECT_MIN_MS     250
-#define RECONNECT_MAX_MS     30000
+#define RECONNECT_MAX_MS     5000 /* a Redis back from an outage is used within 5 s */
 #define CERT_EXPIRY_WARN_S   (30 * 24 * 3600)
 #define CONSUMER_IDLE_MAX_MS 3600000L /* consumers holding nothing and idle this long are deleted */
 

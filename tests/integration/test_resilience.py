@@ -382,6 +382,25 @@ class MisconfigurationTest(StackTestCase):
             filler.close()
             listener.close()
 
+    def test_api_with_the_wrong_signer_token(self):
+        """The signer refuses the api's bundle requests: the device gets 502, and the api's log gives the
+        signer's own error text (its JSON "error"), not the JSON mangled."""
+        from harness import request
+        self.assertEqual(self.stack.admin("PUT", "/templates/tok", make_zip(sample_template())).status, 201)
+        r = self.put_pass("tok-1", template_id="tok")
+        self.assertEqual(r.status, 201, r.body)
+        token = r.json()["authenticationToken"]
+        api, api_port = self.standalone_api("api-wrong-signer-token", self.stack.redis_url, 5000,
+                                            signer_token="not-the-signer-token-0123456789")
+        try:
+            r = request(api_port, "GET", "/v1/passes/%s/tok-1" % PASS_TYPE,
+                        headers={"Authorization": "ApplePass " + token})
+            self.assertEqual((r.status, r.json()), (502, {"error": "the signer could not build the pass (status 401)"}))
+            self.assertIn('event=signer_failed ptid=%s serial=tok-1 status=401 '
+                          'reason="missing or wrong Authorization: Bearer <SIGNER_TOKEN>"' % PASS_TYPE, api.output())
+        finally:
+            self.assertEqual(api.stop(), 0, api.output())
+
     def test_api_without_admin_token(self):
         code, out = self.run_service("passkit-api", {"ADMIN_TOKEN": "", "REDIS_URL": self.stack.redis_url,
                                                      "API_LISTEN": "127.0.0.1:%d" % free_port()})
