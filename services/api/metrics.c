@@ -27,7 +27,8 @@ api_metrics_t *api_metrics_new(void)
         cm_metrics_counter(r, "api_events_published_total",
                            "Events appended to pk:events (each with the change it announces).", "type");
     m->up = cm_metrics_gauge(r, "api_dependency_up",
-                             "1 when the dependency was usable at the last readiness probe, else 0.",
+                             "1 when the dependency is usable (redis: the connection answers; signer: its "
+                             "/readyz at the last probe), else 0.",
                              "dependency");
     return m;
 }
