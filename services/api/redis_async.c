@@ -29,6 +29,7 @@
 #define RECONNECT_MS          500
 #define RECONNECT_AFTER_ERROR 5000 /* Redis refused the PING (NOAUTH, LOADING...): try again later */
 #define WATCHDOG_MS           500
+#define KEEPALIVE_MS          1000 /* an idle connection is PINGed this often, so a frozen Redis is noticed */
 
 struct api_redis {
     uv_loop_t *loop;
@@ -126,6 +127,16 @@ static void on_ping(redisAsyncContext *ac, void *reply, void *privdata)
     }
     set_usable(r, 1);
     CM_LOG(CM_LOG_INFO, "event=redis_connected host=%s port=%d", r->url.host, r->url.port);
+}
+
+static void on_keepalive(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    api_redis_t *r = ac->data;
+    r->pending--;
+    r->last_progress = uv_now(r->loop);
+    if (reply != NULL && ((redisReply *)reply)->type == REDIS_REPLY_ERROR)
+        count_error(r, API_REDIS_ERR_REPLY);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -286,11 +297,13 @@ static void on_watchdog(uv_timer_t *timer)
     if (r->ac == NULL)
         return;
     if (!r->tcp_up) {
-        if (now - r->connect_started < (uint64_t)r->timeout_ms)
+        long limit = r->via_remembered && r->timeout_ms > CM_REDIS_ADDR_CONNECT_MS ? CM_REDIS_ADDR_CONNECT_MS
+                                                                                   : r->timeout_ms;
+        if (now - r->connect_started < (uint64_t)limit)
             return;
         CM_LOG(CM_LOG_WARN,
                "event=redis_connect_failed host=%s port=%d reason=\"not connected after %ld ms\"",
-               r->url.host, r->url.port, r->timeout_ms);
+               r->url.host, r->url.port, limit);
         count_error(r, API_REDIS_ERR_CONNECT);
         if (r->via_remembered)
             cm_redis_addr_forget(r->url.host, r->url.port);
@@ -298,7 +311,15 @@ static void on_watchdog(uv_timer_t *timer)
         uv_timer_start(&r->reconnect_timer, on_reconnect_timer, RECONNECT_MS, 0);
         return;
     }
-    if (r->pending == 0 || now - r->last_progress < (uint64_t)r->timeout_ms)
+    if (r->pending == 0) {
+        if (r->connected && now - r->last_progress >= KEEPALIVE_MS &&
+            redisAsyncCommand(r->ac, on_keepalive, NULL, "PING") == REDIS_OK) {
+            r->pending++;
+            r->last_progress = now;
+        }
+        return;
+    }
+    if (now - r->last_progress < (uint64_t)r->timeout_ms)
         return;
     CM_LOG(CM_LOG_WARN, "event=redis_timeout pending=%zu waited_ms=%llu", r->pending,
            (unsigned long long)(now - r->last_progress));

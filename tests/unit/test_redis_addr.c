@@ -15,8 +15,8 @@
 #include "common/redis_addr.h"
 #include "common/redis_url.h"
 
-/* A listening socket on ip:port (port 0: any); *port_out gets its port. */
-static int listen_on(const char *ip, int port, int *port_out)
+/* A listening socket on ip:port (port 0: any) with that accept backlog; *port_out gets its port. */
+static int listen_with_backlog(const char *ip, int port, int backlog, int *port_out)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -24,11 +24,16 @@ static int listen_on(const char *ip, int port, int *port_out)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     assert_int_equal(inet_pton(AF_INET, ip, &a.sin_addr), 1);
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(fd, 8), 0);
+    assert_int_equal(listen(fd, backlog), 0);
     socklen_t len = sizeof(a);
     getsockname(fd, (struct sockaddr *)&a, &len);
     *port_out = ntohs(a.sin_port);
     return fd;
+}
+
+static int listen_on(const char *ip, int port, int *port_out)
+{
+    return listen_with_backlog(ip, port, 8, port_out);
 }
 
 static int connect_to(const char *ip, int port)
@@ -133,6 +138,34 @@ static void looks_the_name_up_again_when_the_address_fails(void **state)
     close(ls);
 }
 
+/* Redis recreated elsewhere, its old address silent (here: a listener whose only backlog slot is
+ * taken, so the kernel drops further SYNs): the connect to the remembered address gives up after
+ * CM_REDIS_ADDR_CONNECT_MS, not after the caller's whole timeout, and the name is looked up. */
+static void gives_up_on_a_silent_remembered_address_early(void **state)
+{
+    (void)state;
+    int port, silent_ls = listen_with_backlog("127.0.0.2", 0, 0, &port);
+    int filler = connect_to("127.0.0.2", port);
+    cm_redis_addr_remember("localhost", port, filler, cm_redis_addr_now_ms());
+    int new_port, ls = listen_on("127.0.0.1", port, &new_port);
+    assert_int_equal(new_port, port);
+
+    cm_redis_url_t url = url_of("localhost", port);
+    struct redisContext *c = NULL;
+    char err[256] = "", ip[CM_REDIS_ADDR_SIZE];
+    uint64_t started = cm_redis_addr_now_ms();
+    assert_int_equal(cm_redis_connect_sync(&url, 5000, &c, err, sizeof(err)), 0);
+    uint64_t took = cm_redis_addr_now_ms() - started;
+    redisFree(c);
+    assert_true(took >= CM_REDIS_ADDR_CONNECT_MS - 50);
+    assert_true(took < 4000); /* the caller's 5 s would have been spent on the silent address */
+    assert_int_equal(cm_redis_addr_lookup("localhost", port, cm_redis_addr_now_ms(), ip), 1);
+    assert_string_equal(ip, "127.0.0.1");
+    close(ls);
+    close(filler);
+    close(silent_ls);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -140,6 +173,7 @@ int main(void)
         cmocka_unit_test(ignores_what_has_no_ip_address),
         cmocka_unit_test(connects_without_a_lookup),
         cmocka_unit_test(looks_the_name_up_again_when_the_address_fails),
+        cmocka_unit_test(gives_up_on_a_silent_remembered_address_early),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

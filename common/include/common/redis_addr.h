@@ -21,6 +21,10 @@
 
 #define CM_REDIS_ADDR_TTL_MS 30000
 #define CM_REDIS_ADDR_SIZE   46 /* INET6_ADDRSTRLEN */
+/* A connect to the remembered address not done within this (or the caller's own timeout, if shorter)
+ * gives up on it: a Redis container recreated with a new address leaves the old one unanswered, and
+ * the name is then looked up at once rather than after the caller's whole connect timeout. */
+#define CM_REDIS_ADDR_CONNECT_MS 1000
 
 uint64_t cm_redis_addr_now_ms(void);
 
