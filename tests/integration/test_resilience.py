@@ -309,7 +309,8 @@ class MisconfigurationTest(StackTestCase):
         """SIGSTOP: the kernel still accepts connections and keeps them open, Redis just never answers.
         The request in flight gets 503 once REDIS_TIMEOUT_MS is over (hiredis alone would wait for the
         reply forever), the api is not ready for as long as Redis is frozen (a reconnect completes, but its
-        PING is never answered), and everything is back on its own after SIGCONT."""
+        PING is never answered), and everything is back on its own after SIGCONT. Frozen while the api is
+        idle, the keepalive PING notices it."""
         import signal
         from harness import Service, request
         redis_port = free_port()
@@ -352,6 +353,16 @@ class MisconfigurationTest(StackTestCase):
             wait_until(lambda: request(api_port, "GET", "/readyz").status == 200, timeout=10, what="api ready again")
             self.assertEqual(metric("api_dependency_up", dependency="redis"), 1)
             self.assertEqual(request(api_port, "GET", listing).status, 204)
+            # frozen while nothing is asked of it: the idle connection's PING (every 1 s) notices
+            os.kill(redis.proc.pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                wait_until(lambda: request(api_port, "GET", "/readyz").status == 503, timeout=8,
+                           what="an idle api to notice the frozen Redis")
+                self.assertLess(time.monotonic() - started, 4.0)
+            finally:
+                os.kill(redis.proc.pid, signal.SIGCONT)
+            wait_until(lambda: request(api_port, "GET", "/readyz").status == 200, timeout=10, what="api ready again")
         finally:
             self.assertEqual(api.stop(), 0, api.output())
             redis.stop()
