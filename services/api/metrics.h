@@ -7,7 +7,7 @@
  *   api_signer_requests_total{status}      bundle requests to the signer, by its HTTP status (0: none)
  *   api_signer_request_seconds             those requests, from start to answer (or failure)
  *   api_events_published_total{type}       events the api's scripts appended to pk:events
- *   api_dependency_up{dependency}          redis: 1 while the connection answers; signer: the last probe's outcome
+ *   api_dependency_up{dependency}          redis: connection answers; signer: last probe answered 200
  *
  * Updating them is thread-safe (common/metrics.h); the api only does so on its loop thread.
  */

@@ -18,7 +18,7 @@
 
 typedef struct api_signer_result {
     int status;             /* HTTP status of the signer's answer; 0 when there was none */
-    char error[256];        /* transport error (status 0), else the "error" of the signer's JSON answer (or its body) */
+    char error[256];        /* transport error (status 0), else the signer's JSON "error" (or its body) */
     char last_modified[64]; /* the Last-Modified header of a 200 */
     char version[32];       /* the X-Pass-Version header of a 200 */
     const char *body;
