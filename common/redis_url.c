@@ -81,7 +81,7 @@ int cm_redis_connect_sync(const cm_redis_url_t *url, int timeout_ms, struct redi
     char ip[CM_REDIS_ADDR_SIZE];
     redisContext *c = NULL;
     if (cm_redis_addr_lookup(url->host, url->port, cm_redis_addr_now_ms(), ip)) {
-        int short_ms = timeout_ms < CM_REDIS_ADDR_CONNECT_MS ? timeout_ms : CM_REDIS_ADDR_CONNECT_MS;
+        long short_ms = cm_redis_addr_connect_ms(timeout_ms);
         struct timeval short_tv = {short_ms / 1000, (short_ms % 1000) * 1000};
         c = redisConnectWithTimeout(ip, url->port, short_tv);
         if (c == NULL)

@@ -86,12 +86,24 @@ static void drop_connection(api_redis_t *r)
     redisAsyncFree(ac);
 }
 
+/* Bookkeeping of every command sent (the watchdog measures from the first pending one) and answered. */
+static void sent(api_redis_t *r)
+{
+    if (r->pending++ == 0)
+        r->last_progress = uv_now(r->loop);
+}
+
+static void answered(api_redis_t *r)
+{
+    r->pending--;
+    r->last_progress = uv_now(r->loop);
+}
+
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     struct pending *p = privdata;
     api_redis_t *r = ac->data;
-    r->pending--;
-    r->last_progress = uv_now(r->loop);
+    answered(r);
     if (reply == NULL)
         count_error(r, API_REDIS_ERR_NO_REPLY);
     else if (((redisReply *)reply)->type == REDIS_REPLY_ERROR)
@@ -108,35 +120,35 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
                rep->str);
 }
 
+/* The answer to our own PING: the first one on a connection makes it usable; any error (NOAUTH after a
+ * failed AUTH, LOADING...) makes it unusable and closes it once the commands sent on it are answered. */
 static void on_ping(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)privdata;
     api_redis_t *r = ac->data;
     redisReply *rep = reply;
-    r->pending--;
-    r->last_progress = uv_now(r->loop);
+    answered(r);
     if (rep == NULL || r->closing)
         return; /* the connection is going away: on_disconnect has it */
     if (rep->type == REDIS_REPLY_ERROR) {
         CM_LOG(CM_LOG_WARN, "event=redis_unusable host=%s port=%d reason=\"%s\"", r->url.host, r->url.port,
                rep->str);
         count_error(r, API_REDIS_ERR_REPLY);
+        set_usable(r, 0);
         r->reconnect_ms = RECONNECT_AFTER_ERROR;
-        redisAsyncDisconnect(ac); /* nothing else is pending: it closes once this callback returns */
+        redisAsyncDisconnect(ac);
         return;
     }
-    set_usable(r, 1);
-    CM_LOG(CM_LOG_INFO, "event=redis_connected host=%s port=%d", r->url.host, r->url.port);
+    if (!r->connected) {
+        set_usable(r, 1);
+        CM_LOG(CM_LOG_INFO, "event=redis_connected host=%s port=%d", r->url.host, r->url.port);
+    }
 }
 
-static void on_keepalive(redisAsyncContext *ac, void *reply, void *privdata)
+static void send_ping(api_redis_t *r)
 {
-    (void)privdata;
-    api_redis_t *r = ac->data;
-    r->pending--;
-    r->last_progress = uv_now(r->loop);
-    if (reply != NULL && ((redisReply *)reply)->type == REDIS_REPLY_ERROR)
-        count_error(r, API_REDIS_ERR_REPLY);
+    if (redisAsyncCommand(r->ac, on_ping, NULL, "PING") == REDIS_OK)
+        sent(r);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -156,9 +168,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     r->tcp_up = 1;
     if (!r->via_remembered)
         cm_redis_addr_remember(r->url.host, r->url.port, ac->c.fd, cm_redis_addr_now_ms());
-    /* queued after AUTH and SELECT: its answer says the connection is ready for commands */
-    if (redisAsyncCommand(r->ac, on_ping, NULL, "PING") == REDIS_OK && r->pending++ == 0)
-        r->last_progress = uv_now(r->loop);
+    send_ping(r); /* queued after AUTH and SELECT: its answer says the connection is ready for commands */
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -297,8 +307,7 @@ static void on_watchdog(uv_timer_t *timer)
     if (r->ac == NULL)
         return;
     if (!r->tcp_up) {
-        long limit = r->via_remembered && r->timeout_ms > CM_REDIS_ADDR_CONNECT_MS ? CM_REDIS_ADDR_CONNECT_MS
-                                                                                   : r->timeout_ms;
+        long limit = r->via_remembered ? cm_redis_addr_connect_ms(r->timeout_ms) : r->timeout_ms;
         if (now - r->connect_started < (uint64_t)limit)
             return;
         CM_LOG(CM_LOG_WARN,
@@ -312,11 +321,8 @@ static void on_watchdog(uv_timer_t *timer)
         return;
     }
     if (r->pending == 0) {
-        if (r->connected && now - r->last_progress >= KEEPALIVE_MS &&
-            redisAsyncCommand(r->ac, on_keepalive, NULL, "PING") == REDIS_OK) {
-            r->pending++;
-            r->last_progress = now;
-        }
+        if (r->connected && now - r->last_progress >= KEEPALIVE_MS)
+            send_ping(r);
         return;
     }
     if (now - r->last_progress < (uint64_t)r->timeout_ms)
@@ -372,8 +378,7 @@ int api_redis_command(api_redis_t *r, api_redis_cb cb, void *data, int argc, con
         free(p);
         return -1;
     }
-    if (r->pending++ == 0)
-        r->last_progress = uv_now(r->loop);
+    sent(r);
     return 0;
 }
 

@@ -155,6 +155,12 @@ class Service:
             return f.read().decode(errors="replace")
 
 
+def redis_server(name, port, directory, log_dir):
+    """A private redis-server on 127.0.0.1:port, data (none saved) in directory, its log in log_dir."""
+    return Service(name, ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                          "--dir", directory], {}, log_dir)
+
+
 class Stack:
     """Redis + APNs stand-in + signer + api + pusher. Use start()/stop() (or a with-block)."""
 
@@ -188,13 +194,16 @@ class Stack:
         os.makedirs(redis_dir)
         for attempt in range(3):  # a free port can be taken by a parallel test before we bind it
             self.redis_port = free_port()
-            self.redis = Service("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                                           "--save", "", "--appendonly", "no", "--dir", redis_dir], {}, self.tmp)
+            self.redis = redis_server("redis", self.redis_port, redis_dir, self.tmp)
             if self._wait_started(self.redis, lambda: "Ready to accept connections" in self.redis.output()) \
                     or attempt == 2:
                 break
         wait_until(lambda: self._redis_ping(), what="redis-server")
         assert self.redis_cli("DBSIZE") == "0", "refusing a non-empty Redis"
+
+    def restart_redis(self):
+        """Starts the stack's redis-server again (after a test stopped or killed it), same port and folder."""
+        self.redis = redis_server("redis", self.redis_port, os.path.join(self.tmp, "redis"), self.tmp)
 
     def _redis_ping(self):
         try:

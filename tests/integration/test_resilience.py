@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from harness import (ADMIN_TOKEN, BIN, PASS_TYPE, SIGNER_TOKEN, TEAM_ID, SOURCE_DIR, Stack, StackTestCase, free_port,
-                     make_zip, metric_value, run, sample_template, signer_unreachable, wait_until)
+                     make_zip, metric_value, redis_server, run, sample_template, signer_unreachable, wait_until)
 
 V1 = "/passes/v1"
 
@@ -93,7 +93,6 @@ class ResilienceTest(StackTestCase):
         auth = {"Authorization": "ApplePass " + token}
         s = self.stack
         s.redis_cli("SAVE")  # keep the data across the restart
-        redis_dir = os.path.join(s.tmp, "redis")
         errors = lambda kind: metric_value(s.api("GET", "/metrics").body.decode(), "api_redis_errors_total", kind=kind)
         before = {k: errors(k) for k in ("disconnect", "not_connected", "connect")}
         s.redis.stop()
@@ -115,9 +114,7 @@ class ResilienceTest(StackTestCase):
             self.assertGreaterEqual(errors("connect"), before["connect"] + 2)
             self.assertGreaterEqual(s.signer_metric("signer_redis_errors_total", call="ping"), 1)
         finally:
-            from harness import Service
-            s.redis = Service("redis", ["redis-server", "--port", str(s.redis_port), "--bind", "127.0.0.1",
-                                        "--save", "", "--appendonly", "no", "--dir", redis_dir], {}, s.tmp)
+            s.restart_redis()
         wait_until(lambda: s.api("GET", "/readyz").status == 200, timeout=10, what="api to reconnect")
         self.assertEqual(s.api("GET", "%s/passes/%s/rd-1" % (V1, PASS_TYPE), headers=auth).status, 200)
 
@@ -125,11 +122,9 @@ class ResilienceTest(StackTestCase):
         """SIGKILL (no FIN from a clean shutdown): requests in flight get 503 quickly, /readyz turns 503,
         and the api recovers once Redis is back."""
         import threading
-        from harness import Service
         s = self.stack
         token = self.create("rk-1")
         s.redis_cli("SAVE")
-        redis_dir = os.path.join(s.tmp, "redis")
         statuses, stop = [], threading.Event()
 
         def load():
@@ -157,8 +152,7 @@ class ResilienceTest(StackTestCase):
         finally:
             stop.set()
             s.redis.log.close()
-            s.redis = Service("redis", ["redis-server", "--port", str(s.redis_port), "--bind", "127.0.0.1",
-                                        "--save", "", "--appendonly", "no", "--dir", redis_dir], {}, s.tmp)
+            s.restart_redis()
         wait_until(lambda: s.api("GET", "/readyz").status == 200, timeout=10, what="api to reconnect")
         self.assertEqual(s.api("GET", "%s/passes/%s/rk-1" % (V1, PASS_TYPE),
                                headers={"Authorization": "ApplePass " + token}).status, 200)
@@ -228,6 +222,17 @@ class MisconfigurationTest(StackTestCase):
         self.assertNotIn("runtime error:", out)
         return p.returncode, out
 
+    def standalone_api(self, name, redis_url, timeout_ms=5000, signer_token=SIGNER_TOKEN, **extra_env):
+        """An api of its own (not the stack's) on a free port, using the stack's signer; returns once it listens."""
+        from harness import Service
+        api_port = free_port()
+        env = {"ADMIN_TOKEN": ADMIN_TOKEN, "REDIS_URL": redis_url, "REDIS_TIMEOUT_MS": str(timeout_ms),
+               "API_LISTEN": "127.0.0.1:%d" % api_port, "SIGNER_URL": "http://127.0.0.1:%d" % self.stack.signer_port,
+               "SIGNER_TOKEN": signer_token, **extra_env}
+        api = Service(name, [os.path.join(BIN, "passkit-api")], env, self.stack.tmp)
+        wait_until(lambda: "event=listening" in api.output(), what=name + " to listen")
+        return api, api_port
+
     def broken_certs(self):
         d = os.path.join(self.stack.tmp, "broken-certs")
         shutil.rmtree(d, ignore_errors=True)
@@ -243,23 +248,18 @@ class MisconfigurationTest(StackTestCase):
             self.assertIn("var=" + name, out)
 
     def test_api_started_before_redis_and_public_url_ending_in_v1(self):
-        from harness import Service, request
-        redis_port, api_port = free_port(), free_port()
+        from harness import request
+        redis_port = free_port()
         # by name: the api looks it up off its loop, then connects to the address (services/api/redis_async.c)
-        env = {"ADMIN_TOKEN": ADMIN_TOKEN, "REDIS_URL": "redis://localhost:%d/0" % redis_port,
-               "API_LISTEN": "127.0.0.1:%d" % api_port, "PUBLIC_URL": "https://passes.example.com/v1",
-               "SIGNER_URL": "http://127.0.0.1:%d" % self.stack.signer_port, "SIGNER_TOKEN": SIGNER_TOKEN}
-        api = Service("api-early", [os.path.join(BIN, "passkit-api")], env, self.stack.tmp)
+        api, api_port = self.standalone_api("api-early", "redis://localhost:%d/0" % redis_port,
+                                            PUBLIC_URL="https://passes.example.com/v1")
         redis = None
         try:
-            wait_until(lambda: "event=listening" in api.output(), what="api to listen")
             time.sleep(1.5)  # a few connection attempts are refused first
             r = request(api_port, "GET", "/readyz")
             self.assertEqual(r.status, 503)
             self.assertEqual(r.json(), {"status": "not ready", "reason": "redis: not connected"})
-            redis = Service("redis-late", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-                                           "--save", "", "--appendonly", "no", "--dir", self.stack.tmp], {},
-                            self.stack.tmp)
+            redis = redis_server("redis-late", redis_port, self.stack.tmp, self.stack.tmp)
             wait_until(lambda: request(api_port, "GET", "/readyz").status == 200, timeout=10, what="api to connect")
             # Wallet calls webServiceURL + "/v1/...": here "/v1/v1/..."
             r = request(api_port, "GET", "/v1/v1/devices/d/registrations/%s" % PASS_TYPE)
@@ -275,12 +275,8 @@ class MisconfigurationTest(StackTestCase):
     def test_api_with_a_redis_name_that_does_not_resolve(self):
         """The lookup fails in the thread pool: the api keeps answering /healthz, /readyz says why, the log
         names the host and the lookup's error, and SIGTERM still exits 0."""
-        from harness import Service, request
-        api_port = free_port()
-        env = {"ADMIN_TOKEN": ADMIN_TOKEN, "REDIS_URL": "redis://redis.invalid:6379/0",
-               "API_LISTEN": "127.0.0.1:%d" % api_port, "SIGNER_URL": "http://127.0.0.1:%d" % self.stack.signer_port,
-               "SIGNER_TOKEN": SIGNER_TOKEN}
-        api = Service("api-no-such-redis", [os.path.join(BIN, "passkit-api")], env, self.stack.tmp)
+        from harness import request
+        api, api_port = self.standalone_api("api-no-such-redis", "redis://redis.invalid:6379/0")
         try:
             wait_until(lambda: "reason=\"lookup: " in api.output(), what="a failed lookup in the log")
             line = next(l for l in api.output().splitlines() if "reason=\"lookup: " in l)
@@ -295,16 +291,6 @@ class MisconfigurationTest(StackTestCase):
         finally:
             self.assertEqual(api.stop(), 0, api.output())
 
-    def standalone_api(self, name, redis_url, timeout_ms, signer_token=SIGNER_TOKEN):
-        from harness import Service
-        api_port = free_port()
-        env = {"ADMIN_TOKEN": ADMIN_TOKEN, "REDIS_URL": redis_url, "REDIS_TIMEOUT_MS": str(timeout_ms),
-               "API_LISTEN": "127.0.0.1:%d" % api_port, "SIGNER_URL": "http://127.0.0.1:%d" % self.stack.signer_port,
-               "SIGNER_TOKEN": signer_token}
-        api = Service(name, [os.path.join(BIN, "passkit-api")], env, self.stack.tmp)
-        wait_until(lambda: "event=listening" in api.output(), what=name + " to listen")
-        return api, api_port
-
     def test_api_with_a_frozen_redis(self):
         """SIGSTOP: the kernel still accepts connections and keeps them open, Redis just never answers.
         The request in flight gets 503 once REDIS_TIMEOUT_MS is over (hiredis alone would wait for the
@@ -312,10 +298,9 @@ class MisconfigurationTest(StackTestCase):
         PING is never answered), and everything is back on its own after SIGCONT. Frozen while the api is
         idle, the keepalive PING notices it."""
         import signal
-        from harness import Service, request
+        from harness import request
         redis_port = free_port()
-        redis = Service("redis-frozen", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save",
-                                         "", "--appendonly", "no", "--dir", self.stack.tmp], {}, self.stack.tmp)
+        redis = redis_server("redis-frozen", redis_port, self.stack.tmp, self.stack.tmp)
         api, api_port = self.standalone_api("api-frozen-redis", "redis://127.0.0.1:%d" % redis_port, 1000)
         metric = lambda name, **labels: metric_value(request(api_port, "GET", "/metrics").body.decode(), name, **labels)
         listing = "/v1/devices/d/registrations/%s" % PASS_TYPE
@@ -401,7 +386,7 @@ class MisconfigurationTest(StackTestCase):
         r = self.put_pass("tok-1", template_id="tok")
         self.assertEqual(r.status, 201, r.body)
         token = r.json()["authenticationToken"]
-        api, api_port = self.standalone_api("api-wrong-signer-token", self.stack.redis_url, 5000,
+        api, api_port = self.standalone_api("api-wrong-signer-token", self.stack.redis_url,
                                             signer_token="not-the-signer-token-0123456789")
         try:
             r = request(api_port, "GET", "/v1/passes/%s/tok-1" % PASS_TYPE,

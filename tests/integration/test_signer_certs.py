@@ -331,7 +331,6 @@ class SingleFlightTest(SignerTestCase):
     def test_z_readyz_follows_redis(self):
         s = self.stack
         s.redis_cli("SAVE")
-        redis_dir = os.path.join(s.tmp, "redis")
         s.redis.stop()
         try:
             wait_until(lambda: request(s.signer_port, "GET", "/readyz").status == 503, what="signer not ready")
@@ -340,8 +339,7 @@ class SingleFlightTest(SignerTestCase):
             self.assertTrue(body["reason"].startswith("redis unreachable: "), body)
             self.assertEqual(request(s.signer_port, "GET", "/healthz").status, 200)
         finally:
-            s.redis = Service("redis", ["redis-server", "--port", str(s.redis_port), "--bind", "127.0.0.1",
-                                        "--save", "", "--appendonly", "no", "--dir", redis_dir], {}, s.tmp)
+            s.restart_redis()
         wait_until(lambda: request(s.signer_port, "GET", "/readyz").status == 200, what="signer ready again")
 
 

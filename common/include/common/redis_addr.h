@@ -26,6 +26,12 @@
  * the name is then looked up at once rather than after the caller's whole connect timeout. */
 #define CM_REDIS_ADDR_CONNECT_MS 1000
 
+/* How long a connect to the remembered address may take for a caller whose timeout is timeout_ms. */
+static inline long cm_redis_addr_connect_ms(long timeout_ms)
+{
+    return timeout_ms < CM_REDIS_ADDR_CONNECT_MS ? timeout_ms : CM_REDIS_ADDR_CONNECT_MS;
+}
+
 uint64_t cm_redis_addr_now_ms(void);
 
 /* Copies the remembered numeric address of host:port into ip (CM_REDIS_ADDR_SIZE bytes) and returns
